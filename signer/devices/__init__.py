@@ -1,0 +1,1 @@
+"""Approval devices: enrolment links, WebAuthn passkeys, app keys with PINs, their management."""

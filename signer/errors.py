@@ -1,0 +1,58 @@
+"""The signer exception tree. Each class carries its stable problem type and HTTP status;
+:mod:`signer.http.problems` is the one place that turns them (and hsm/exchange errors) into
+application/problem+json responses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SignerError(Exception):
+    """Base class. ``slug`` is the stable problem type; ``title`` a short English summary."""
+
+    status = 500
+    slug = "internal-error"
+    title = "Internal error"
+    title_vi = "Lỗi hệ thống"
+
+    def __init__(self, detail: str = "", **extra: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.extra = extra
+
+
+class Unauthenticated(SignerError):
+    status, slug, title, title_vi = 401, "unauthenticated", "Authentication required", "Cần xác thực"
+
+
+class Forbidden(SignerError):
+    status, slug, title, title_vi = 403, "forbidden", "Not allowed", "Không có quyền"
+
+
+class NotFound(SignerError):
+    status, slug, title, title_vi = 404, "not-found", "Not found", "Không tìm thấy"
+
+
+class Conflict(SignerError):
+    status, slug, title, title_vi = 409, "conflict", "Conflict", "Xung đột dữ liệu"
+
+
+class InvalidInput(SignerError):
+    status, slug, title, title_vi = 422, "invalid-input", "Invalid input", "Dữ liệu không hợp lệ"
+
+
+class PayloadTooLarge(SignerError):
+    status, slug, title, title_vi = 413, "payload-too-large", "Payload too large", "Dữ liệu quá lớn"
+
+
+class UnsupportedMediaType(SignerError):
+    status, slug, title, title_vi = (
+        415, "unsupported-media-type", "Unsupported media type", "Kiểu dữ liệu không được hỗ trợ"
+    )
+
+
+class ServiceUnavailable(SignerError):
+    status, slug, title, title_vi = (
+        503, "service-unavailable", "Service unavailable", "Dịch vụ tạm thời không khả dụng"
+    )

@@ -1,0 +1,1 @@
+"""HTTP plumbing shared by the blueprints: problem responses, authentication, JSON bodies."""

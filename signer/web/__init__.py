@@ -1,0 +1,1 @@
+"""Server-rendered pages: the key holder's phone web app at ``/m/``."""
