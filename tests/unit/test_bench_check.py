@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.hsm_sign import CHECK_THRESHOLD, CaseResult
+from bench.hsm_sign import CHECK_ATTEMPTS, CHECK_THRESHOLD, CaseResult, measure_checked
 
 
 def _result(wall: float, cpu: float) -> CaseResult:
@@ -23,3 +23,26 @@ def test_either_ratio_passes_the_check(wall: float, cpu: float, passes: bool) ->
     assert result.ratio == pytest.approx(wall) and result.cpu_ratio == pytest.approx(cpu)
     assert result.passes_check is passes
     assert CHECK_THRESHOLD == 0.9
+
+
+def test_a_missed_check_is_measured_again_until_it_passes() -> None:
+    rounds = iter([_result(0.86, 0.86), _result(0.97, 0.98), _result(0.5, 0.5)])
+    result, missed = measure_checked(lambda: next(rounds), attempts=3)
+    assert result.passes_check and [m.ratio for m in missed] == [pytest.approx(0.86)]
+
+
+def test_a_real_overhead_fails_every_attempt() -> None:
+    calls = []
+
+    def measure() -> CaseResult:
+        calls.append(1)
+        return _result(0.8, 0.8)
+
+    result, missed = measure_checked(measure, attempts=3)
+    assert not result.passes_check and len(missed) == 2 and len(calls) == 3
+    assert CHECK_ATTEMPTS == 3
+
+
+def test_one_attempt_when_not_checking() -> None:
+    result, missed = measure_checked(lambda: _result(0.5, 0.5), attempts=1)
+    assert not result.passes_check and missed == []
