@@ -140,6 +140,9 @@ class Credential(Base):
     chain_pem: Mapped[str | None] = mapped_column(Text)  # issuers up to the root, leaf excluded
     status: Mapped[str] = mapped_column(String(16), default=CredentialStatus.PENDING.value)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    profile: Mapped[str | None] = mapped_column(String(64))  # certificate profile of its certificate
+    # The certificate's status before a suspension, so resume restores exactly that.
+    suspended_from: Mapped[str | None] = mapped_column(String(16))
 
     organisation: Mapped[Organisation] = relationship()
     owner: Mapped[User | None] = relationship()

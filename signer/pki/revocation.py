@@ -38,10 +38,16 @@ def _aware(value: dt.datetime) -> dt.datetime:
 
 
 def record_issued(session: Session, cert: x509.Certificate, *, credential_id: str | None,
-                  authority: PkiAuthority | None) -> IssuedCertificate:
+                  authority: PkiAuthority | None, organisation_id: str | None = None,
+                  source: str = "builtin", holder: str | None = None) -> IssuedCertificate:
+    """Add ``cert`` to the certificate registry (the source of CRLs, OCSP and expiry notices)."""
     der = cert.public_bytes(Encoding.DER)
+    if organisation_id is None and credential_id is not None:
+        credential = session.get(Credential, credential_id)
+        organisation_id = credential.organisation_id if credential else None
     row = IssuedCertificate(
         credential_id=credential_id, authority_id=authority.id if authority else None,
+        organisation_id=organisation_id, source=source, holder=holder,
         issuer_sha256=hashlib.sha256(cert.issuer.public_bytes()).hexdigest(), serial=format(cert.serial_number, "x"),
         subject=cert.subject.rfc4514_string()[:1024], fingerprint_sha256=hashlib.sha256(der).hexdigest(), der=der,
         not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc)

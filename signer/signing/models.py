@@ -255,6 +255,13 @@ class IssuedCertificate(Base):
     revocation_reason: Mapped[str | None] = mapped_column(String(32))  # RFC 5280 name, e.g. keyCompromise
     invalidity_date: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # builtin (issued here) | external (Government CA, key in our HSM) | inventory (key elsewhere:
+    # USB token, SIM; imported for expiry tracking only)
+    source: Mapped[str] = mapped_column(String(16), default="builtin")
+    organisation_id: Mapped[str | None] = mapped_column(ForeignKey("organisations.id"), index=True)
+    holder: Mapped[str | None] = mapped_column(String(255))  # inventory: who holds the token/SIM
+    # Smallest expiry-notice threshold (days: 60, 30, 7) already sent; NULL when none yet.
+    notified_days: Mapped[int | None] = mapped_column(Integer)
 
 
 class Crl(Base):
@@ -267,6 +274,19 @@ class Crl(Base):
     der: Mapped[bytes] = mapped_column(LargeBinary)
     this_update: Mapped[datetime] = mapped_column()
     next_update: Mapped[datetime] = mapped_column()
+
+
+class OcspResponse(Base):
+    """A pre-signed OCSP response for one certificate of the built-in CA (RFC 6960, DER), signed by
+    the hsm worker with the delegated responder key and served as is by the web tier."""
+
+    __tablename__ = "ocsp_responses"
+
+    certificate_id: Mapped[str] = mapped_column(ForeignKey("certificates.id"), primary_key=True)
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    cert_status: Mapped[str] = mapped_column(String(16))  # good | revoked, as signed
+    this_update: Mapped[datetime] = mapped_column()
+    next_update: Mapped[datetime] = mapped_column(index=True)
 
 
 class WebhookDelivery(Base):
