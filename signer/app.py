@@ -6,7 +6,20 @@ from datetime import timedelta
 
 from flask import Flask
 
-from signer.api import admin, audit, credentials, devices, docs_page, health, pki, session, signing, verify
+from signer.api import (
+    admin,
+    audit,
+    certificate_files,
+    credentials,
+    devices,
+    docs_page,
+    health,
+    lifecycle,
+    pki,
+    session,
+    signing,
+    verify,
+)
 from signer.http import problems
 from signer.http.auth import load_principal
 from signer.http.uploads import SignerRequest
@@ -35,6 +48,7 @@ def create_app(config: Settings | None = None, services: Services | None = None)
     app.before_request(load_principal)
     app.request_class = SignerRequest
     for bp in (health.bp, session.bp, admin.bp, credentials.bp, credentials.certificates_bp, devices.bp,
-               audit.bp, signing.bp, pki.bp, verify.bp, docs_page.bp, phone.bp):
+               audit.bp, signing.bp, pki.bp, verify.bp, docs_page.bp, phone.bp, lifecycle.bp,
+               certificate_files.bp):
         app.register_blueprint(bp)
     return app

@@ -17,36 +17,15 @@ from sqlalchemy import select
 
 import hsm
 from signer import audit, credentials, directory, migrate
+from signer.cli_context import Context, pass_ctx
 from signer.errors import SignerError
 from signer.models import CredentialKind, Role, User, UserRole
 from signer.principal import SYSTEM
-from signer.services import Services
 from signer.settings import Settings, SettingsError
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-class Context:
-    def __init__(self) -> None:
-        self._services: Services | None = None
-
-    @property
-    def settings(self) -> Settings:
-        return self.services.settings
-
-    @property
-    def services(self) -> Services:
-        if self._services is None:
-            self._services = Services.create(Settings.from_env())
-        return self._services
-
-    def close(self) -> None:
-        if self._services is not None:
-            self._services.close()
-            self._services = None
-
-
-pass_ctx = click.make_pass_decorator(Context, ensure=True)
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -402,6 +381,9 @@ def run(web_workers: int, hsm_workers: int, redis_port: int) -> None:
 from signer.phone import phone as _phone  # noqa: E402 - registered after the group exists
 
 main.add_command(_phone)
+from signer.lifecycle.commands import cert_group as _cert  # noqa: E402
+
+main.add_command(_cert)
 
 
 if __name__ == "__main__":  # python -m signer.cli

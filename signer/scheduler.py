@@ -1,7 +1,8 @@
 """The scheduler: one leader (a Redis lease) runs periodic tasks on time.
 
 Tasks that need a key are enqueued for the hsm worker; database-only tasks run inline. Today's
-task is the audit-chain check; certificate expiry, CRL refresh and approval expiry join later.
+tasks: the audit-chain check, approval expiry, signing recovery, webhook resends, CRL and OCSP
+refresh.
 """
 
 from __future__ import annotations
@@ -39,13 +40,19 @@ def check_audit_chain(services: Services) -> bool:
 
 
 def _signing_tasks() -> tuple[Task, ...]:
+    from signer.lifecycle import sweeper as lifecycle
+    from signer.pki import expiry
     from signer.signing import sweeper
 
     return (
+        Task("certificate-requests", 30.0, lifecycle.sweep),
+        # Hourly is enough: signing is refused from a certificate's notAfter whether or not this ran.
+        Task("certificate-expiry", 3600.0, expiry.run),
         Task("expire-requests", 5.0, sweeper.expire_requests),
         Task("resume-signing", 30.0, sweeper.resume_signing),
         Task("resend-webhooks", 300.0, sweeper.resend_webhooks),
         Task("refresh-crls", 3600.0, sweeper.refresh_crls),
+        Task("refresh-ocsp", 600.0, sweeper.refresh_ocsp),
     )
 
 

@@ -92,10 +92,22 @@ def _open_hsm(services: Services, wait_s: float = 30.0) -> hsm.TokenStatus:
             delay = min(delay * 2, 2.0)
 
 
+def _preload_jobs() -> None:
+    """Import what the hsm jobs use before serving: a revocation approved right after start must
+    reach the CRL and OCSP in well under a second, not after the first job paid the imports."""
+    import signer.jobs.lifecycle
+    import signer.jobs.pki
+    import signer.jobs.signing
+    import signer.lifecycle.executor
+    import signer.pki.ocsp
+    import signer.signing.finish  # noqa: F401
+
+
 def run_hsm_worker(services: Services, *, burst: bool = False) -> bool:
     """Open the HSM in this process (after any fork) and serve the hsm queue."""
     status = _open_hsm(services)
     log.info("hsm worker on token %r (%d keys)", status.token_label, status.key_count)
+    _preload_jobs()
 
     def probe() -> dict[str, Any]:
         services.hsm().ping()  # cheap: no object enumeration under the process lock

@@ -22,7 +22,8 @@ from signer.db import make_engine
 from signer.models import Role
 from signer.services import Services
 from signer.settings import Settings
-from tests.support import RedisServer, SoftHsm, make_softhsm
+from tests.live import Served, serve
+from tests.support import RedisServer, SoftHsm, free_port, make_softhsm
 
 _SOFTHSM: SoftHsm | None = None
 _SOFTHSM_DIR: str | None = None
@@ -142,8 +143,12 @@ def database_url(db_template: DatabaseTemplate, tmp_path: Path) -> Iterator[str]
 
 @pytest.fixture
 def settings(database_url: str, redis_server: RedisServer, softhsm: SoftHsm,
-             tmp_path: Path) -> Settings:
+             tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    # Tests marked `live` serve the app on a real port (fixture `served`): the URLs the built-in CA
+    # writes into certificates (AIA, CRL DP, OCSP) must point there.
+    live = {"public_url": f"http://127.0.0.1:{free_port()}"} if request.node.get_closest_marker("live") else {}
     return Settings.build(
+        **live,
         state_dir=tmp_path / "state", database_url=database_url, redis_url=redis_server.url,
         secret_key=secrets.token_hex(32), hsm_module=softhsm.module, hsm_token=TOKEN,
         hsm_pin=softhsm.pin, queue_prefix=f"t{secrets.token_hex(6)}",
@@ -152,6 +157,13 @@ def settings(database_url: str, redis_server: RedisServer, softhsm: SoftHsm,
         document_time_limit_s=10,
         webhook_allow_private=True,  # the tests' document systems listen on 127.0.0.1
     )
+
+
+@pytest.fixture
+def served(settings: Settings, services: Services) -> Iterator[Served]:
+    """The web app listening on the settings' public URL (tests marked ``live``)."""
+    with serve(settings, services) as out:
+        yield out
 
 
 @pytest.fixture

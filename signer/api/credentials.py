@@ -1,5 +1,6 @@
 """``/v1/credentials``: the signing credentials a caller's organisation holds (read-only here), and
-``/v1/certificates``: their certificates, for expiry dashboards."""
+``/v1/certificates``: the certificate registry (credentials' certificates and inventory ones, whose
+keys are on USB tokens or SIM cards), for expiry dashboards."""
 
 from __future__ import annotations
 
@@ -53,9 +54,8 @@ _WITHIN = re.compile(r"^(\d{1,4})d$")
 
 @certificates_bp.get("")
 def list_certificates() -> ResponseReturnValue:
-    """Certificates, soonest expiry first; `?expiring_within=30d` for dashboards"""
-    from signer.api.views import iso
-    from signer.pki import revocation
+    """Certificates, soonest expiry first; `?expiring_within=30d` and `?status=good|revoked|expired` for dashboards"""
+    from signer.pki import registry
 
     principal = current_principal()
     within = request.args.get("expiring_within")
@@ -63,13 +63,9 @@ def list_certificates() -> ResponseReturnValue:
     if within is not None and match is None:
         raise InvalidInput("expiring_within is a number of days, e.g. 30d", field="expiring_within")
     status = request.args.get("status")
-    if status not in (None, "good", "revoked"):
-        raise InvalidInput("status is good or revoked", field="status")
+    if status is not None and status not in registry.STATUSES:
+        raise InvalidInput(f"status is one of {', '.join(registry.STATUSES)}", field="status")
     with services().db.session(readonly=True) as db:
-        rows = revocation.list_certificates(db, principal, status=status, expiring_within=timedelta(
+        rows = registry.list_certificates(db, principal, status=status, expiring_within=timedelta(
             days=int(match.group(1))) if match else None)
-        return jsonify(items=[{
-            "id": c.id, "credential_id": c.credential_id, "serial": c.serial, "subject": c.subject,
-            "fingerprint_sha256": c.fingerprint_sha256, "not_before": iso(c.not_before), "not_after": iso(c.not_after),
-            "status": c.status, "revoked_at": iso(c.revoked_at) if c.revoked_at else None,
-            "revocation_reason": c.revocation_reason} for c in rows])
+        return jsonify(items=[views.certificate(r.certificate, r.status, r.credential_status) for r in rows])

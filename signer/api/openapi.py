@@ -26,13 +26,19 @@ from werkzeug.routing import Rule
 from signer import errors as err
 from signer.api.admin import ApiClientBody, OrganisationBody, UserBody
 from signer.api.devices import AppKeyBody, EnrolmentBody, PasskeyBody, RenameBody
+from signer.api.lifecycle import DecisionBody
 from signer.api.session import LoginBody, PasskeyLoginBody
 from signer.api.signing import MAX_WAIT_S
 from signer.api.verify import VerifyReportOut
 from signer.credentials import IMAGE_KINDS
 from signer.errors import SignerError
 from signer.http.problems import PROBLEM_TYPE
+from signer.lifecycle.models import Action
+from signer.lifecycle.models import RequestStatus as LifecycleStatus
+from signer.lifecycle.policy import PolicyBody
+from signer.lifecycle.requests import RequestBody
 from signer.models import CredentialKind, CredentialStatus, Role
+from signer.pki.external import ChainInvalid, InvalidCertificate, KeyMismatch
 from signer.signing.errors import (
     CredentialUnusable,
     DeviceUnavailable,
@@ -176,9 +182,29 @@ AuditCheckOut = _out("AuditCheckOut", "The result of checking the audit chain.",
 ReadyOut = _out("ReadyOut", "Readiness and each check: `{ok, ...}`.", status=Literal["ready", "not-ready"],
                checks=dict[str, dict[str, Any]])
 CertificateOut = _out("CertificateOut", "A certificate the service issued or tracks.", id=str,
-                      credential_id=str | None, serial=str, subject=str, fingerprint_sha256=str,
-                      not_before=datetime, not_after=datetime, status=Literal["good", "revoked"],
+                      credential_id=str | None, credential_status=str | None, organisation_id=str | None,
+                      source=Literal["builtin", "external", "inventory"], holder=str | None,
+                      notified_days=int | None, serial=str, subject=str, fingerprint_sha256=str,
+                      not_before=datetime, not_after=datetime, status=Literal["good", "revoked", "expired"],
                       revoked_at=datetime | None, revocation_reason=str | None)
+ImportRowOut = _out("ImportRowOut", "One certificate of an inventory import: a CSV row (`row` 1 = first data row) "
+                    "or the n-th certificate of an uploaded file (`file`, `row`).",
+                    row=int, file=str | None, status=Literal["imported", "duplicate", "error"], error=str | None,
+                    certificate_id=str | None, fingerprint=str | None, subject=str | None, not_after=str | None)
+ImportReportOut = _out("ImportReportOut", "Per-row results of an inventory import; bad rows do not stop good ones.",
+                       organisation_id=str, total=int, imported=int, duplicates=int, errors=int,
+                       rows=list[ImportRowOut])  # type: ignore[valid-type]
+ImportedCertificateOut = _out(
+    "ImportedCertificateOut", "The Government CA's certificate, now the credential's (registry source `external`).",
+    id=str, credential_id=str, organisation_id=str | None, source=Literal["external"], serial=str, subject=str,
+    fingerprint_sha256=str, not_before=datetime, not_after=datetime, status=Literal["good", "revoked", "expired"],
+    request_status=str)
+_CA_SUMMARY = {"type": "object", "required": ["version", "request", "organisation", "subject", "key", "csr_pem",
+                                              "requester", "approvals"], "description": (
+    "The form data for the Government CA: request (id, position, action), organisation (QCVN 102 code, name), "
+    "subject fields from the CSR (attribute, Vietnamese/English label, value), certificate and subject profiles, "
+    "key (spec, SPKI SHA-256), CSR PEM and SHA-256, requester, approvers with their decision times")}
+_CA_ERRORS = (RequestStateConflict, err.Conflict)
 DeviceOut = _out("DeviceOut", "An approval device: a passkey or an app key.", id=str, user_id=str,
                  kind=Literal["webauthn", "app_key"], name=str,
                  status=Literal["pending", "active", "disabled", "locked"], sign_count=int, failed_pins=int,
@@ -189,7 +215,25 @@ EnrolmentOut = _out("EnrolmentOut", "A one-time enrolment link; `token` is shown
                     qr_svg=str)
 EnrolmentInfoOut = _out("EnrolmentInfoOut", "Who an enrolment link is for.", user=str, username=str,
                         kind=Literal["webauthn", "app_key"] | None, expires_at=datetime)
+CertificateRequestItemOut = _out("CertificateRequestItemOut", "One credential a request acts on, and its outcome.",
+                                 position=int, credential_id=str | None, certificate_id=str | None,
+                                 status=Literal["pending", "done", "failed", "awaiting"], error=str | None,
+                                 has_csr=bool)
+DecisionOut = _out("DecisionOut", "One approver's decision.", user_id=str, decision=Literal["approve", "reject"],
+                   comment=str | None, at=datetime)
+CertificateRequestOut = _out(
+    "CertificateRequestOut", "A certificate lifecycle request (issue, renew, rekey, revoke, suspend, resume).",
+    id=str, action=Action, status=LifecycleStatus, organisation_id=str, profile=str | None,
+    subject_profile=str | None, ca=Literal["builtin", "external"], params=dict[str, Any], requested_by=str,
+    approvals=int, approvals_required=int, approver_roles=list[Role], expires_at=datetime, created_at=datetime,
+    decided_at=datetime | None, completed_at=datetime | None,
+    decisions=list[DecisionOut], items=list[CertificateRequestItemOut])  # type: ignore[valid-type]
+PolicyOut = _out("PolicyOut", "An approval policy in force.", action=Action, profile=str, approvals_required=int,
+                 roles=list[Role], ttl_hours=int, builtin=bool)
+ProfileOut = _out("ProfileOut", "A certificate or subject profile (its JSON document, plus `kind`).",
+                  kind=Literal["certificate", "subject"], name=str, title=str)
 _DEVICE = Body(DeviceOut)
+_LIFECYCLE = Body(CertificateRequestOut)
 _PEM = Param("format", "query", "`pem` for PEM instead of DER", {"enum": ["pem"]})
 _INT = {"type": "integer", "minimum": 0}
 _REQUEST = Body(SignRequestOut, description="the request")
@@ -245,7 +289,32 @@ REGISTRY: dict[str, Op] = {
     "certificates.list_certificates": Op({200: Body(CertificateOut, items=True)}, auth=PEOPLE, params=(
         Param("expiring_within", "query", "only unexpired certificates ending within N days, e.g. 30d",
               {"type": "string", "pattern": "^[0-9]{1,4}d$"}),
-        Param("status", "query", "good or revoked", {"enum": ["good", "revoked"]}))),
+        Param("status", "query", "good, revoked or expired", {"enum": ["good", "revoked", "expired"]}))),
+    "certificate_files.import_certificates": Op(
+        {200: Body(ImportReportOut)}, request=Body(media=(MULTIPART, "text/csv"), description=(
+            "multipart/form-data with `file` parts (PEM, DER or PKCS#7; a PEM file may hold several certificates) "
+            "and/or a `csv` part or field (UTF-8, `,` or `;`; columns `pem` (required), `holder`, "
+            "`organisation_code` (QCVN 102, default: the organisation given), `note`) and an optional "
+            "`organisation_id` field; or the CSV itself as text/csv")), auth=PEOPLE,
+        params=(Param("organisation_id", "query", "whose certificates these are (default: the caller's "
+                      "organisation)"),),
+        summary="Import existing certificates (keys on USB tokens or SIM cards) for expiry tracking"),
+    "certificate_files.request_csr": Op(
+        {200: Body(media=("application/x-pem-file", "application/pkcs10"),
+                   headers=(("Content-Disposition", "attachment; filename=<request>-<position>.csr"),))},
+        auth=PEOPLE, errors=_CA_ERRORS,
+        params=(Param("format", "query", "`der` for DER instead of PEM", {"enum": ["pem", "der"]}),)),
+    "certificate_files.request_summary": Op({200: Body(schema=_CA_SUMMARY)}, auth=PEOPLE, errors=_CA_ERRORS),
+    "certificate_files.request_summary_pdf": Op(
+        {200: Body(media=("application/pdf",), description="one A4 page, Vietnamese first",
+                   headers=(("Content-Disposition", "attachment; filename=<request>-<position>-summary.pdf"),))},
+        auth=PEOPLE, errors=_CA_ERRORS),
+    "certificate_files.import_certificate": Op(
+        {201: Body(ImportedCertificateOut)},
+        request=Body(media=("application/x-pem-file", "application/pkix-cert", "application/pkcs7-mime", MULTIPART),
+                     description="the certificate and its chain: a PEM bundle, a DER certificate, or PKCS#7 "
+                                 "(DER or PEM); or multipart/form-data with a `file` part"),
+        auth=PEOPLE, errors=(KeyMismatch, ChainInvalid, InvalidCertificate, *_CA_ERRORS)),
     "credentials.list_credentials": Op({200: Body(CredentialOut, items=True)}, scope="read"),
     "credentials.get_credential": Op({200: Body(CredentialOut)}, scope="read"),
     "credentials.put_image": Op(
@@ -292,6 +361,35 @@ REGISTRY: dict[str, Op] = {
                              auth=PUBLIC, params=(_PEM,), summary="A CA certificate of the built-in PKI"),
     "pki.crl": Op({200: Body(media=("application/pkix-crl", "application/x-pem-file"))}, auth=PUBLIC,
                   params=(_PEM,), summary="The latest CRL of a built-in CA"),
+    "pki.ocsp_post": Op({200: Body(media=("application/ocsp-response",), description=(
+        "an OCSP response (RFC 6960): successful (good, revoked or unknown) or an unsigned error "
+        "(malformedRequest, unauthorized, tryLater)"))},
+        request=Body(media=("application/ocsp-request",)), auth=PUBLIC,
+        summary="OCSP responder of the built-in CA (POST)"),
+    "pki.ocsp_get": Op({200: Body(media=("application/ocsp-response",), description=(
+        "an OCSP response (RFC 6960); pre-signed responses are cacheable up to their nextUpdate"),
+        headers=(("Cache-Control", "max-age bounded by the response's nextUpdate"),
+                 ("ETag", "of the response bytes")))},
+        auth=PUBLIC, summary="OCSP responder of the built-in CA (GET, RFC 6960 A.1.1)"),
+    "lifecycle.submit": Op({201: _LIFECYCLE}, request=Body(RequestBody), auth=PEOPLE, errors=(err.Conflict,)),
+    "lifecycle.list_requests": Op({200: Body(CertificateRequestOut, items=True)}, auth=PEOPLE, params=(
+        Param("status", "query", "only this status", {"enum": [s.value for s in LifecycleStatus]}),)),
+    "lifecycle.get_request": Op({200: _LIFECYCLE}, auth=PEOPLE),
+    "lifecycle.approve": Op({200: _LIFECYCLE}, request=Body(DecisionBody, required=False), auth=PEOPLE,
+                            errors=(err.Conflict,)),
+    "lifecycle.reject": Op({200: _LIFECYCLE}, request=Body(DecisionBody, required=False), auth=PEOPLE,
+                           errors=(err.Conflict,)),
+    "lifecycle.cancel": Op({200: _LIFECYCLE}, auth=PEOPLE, errors=(err.Conflict,)),
+    "lifecycle.list_policies": Op({200: Body(PolicyOut, items=True)}, auth=PEOPLE),
+    "lifecycle.put_policy": Op({200: Body(PolicyOut)}, request=Body(PolicyBody), auth=PEOPLE, params=(
+        Param("action", "path", "the action", {"enum": [a.value for a in Action]}),
+        Param("profile", "path", "a certificate profile name, or `*` for every profile"))),
+    "lifecycle.list_profiles": Op({200: Body(ProfileOut, items=True)}, auth=PEOPLE),
+    "lifecycle.put_profile": Op({200: Body(ProfileOut)}, request=Body(schema={"type": "object", "description": (
+        "a certificate profile (credential_kind, key_specs, key_usage, extended_key_usage, validity_days, "
+        "policy_oids, renew_same_key) or a subject profile (fields: attribute, key, label, required, prefix, "
+        "pattern, default_from)")}), auth=PEOPLE, params=(
+        Param("kind", "path", "certificate or subject", {"enum": ["certificate", "subject"]}),)),
     "pki.timestamp": Op({200: Body(media=("application/timestamp-reply",))},
                         request=Body(media=("application/timestamp-query",)), auth=PUBLIC,
                         errors=(err.ServiceUnavailable,), summary="RFC 3161 time-stamp authority"),

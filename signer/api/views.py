@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from signer.models import ApiClient, AuditEvent, Credential, Organisation, User
+from signer.signing.models import IssuedCertificate
 
 
 def iso(value: datetime) -> str:
@@ -34,6 +35,15 @@ def credential(c: Credential) -> dict[str, Any]:
     return {"id": c.id, "name": c.name, "kind": c.kind, "organisation_id": c.organisation_id,
             "owner_user_id": c.owner_user_id, "key_spec": c.key_spec, "status": c.status,
             "has_certificate": c.certificate_der is not None, "created_at": iso(c.created_at)}
+
+
+def certificate(c: IssuedCertificate, status: str, credential_status: str | None) -> dict[str, Any]:
+    """A registry certificate; ``status`` is the effective one (good, revoked or expired)."""
+    return {"id": c.id, "credential_id": c.credential_id, "credential_status": credential_status,
+            "organisation_id": c.organisation_id, "source": c.source, "holder": c.holder, "serial": c.serial,
+            "subject": c.subject, "fingerprint_sha256": c.fingerprint_sha256, "not_before": iso(c.not_before),
+            "not_after": iso(c.not_after), "status": status, "revoked_at": iso(c.revoked_at) if c.revoked_at else None,
+            "revocation_reason": c.revocation_reason, "notified_days": c.notified_days}
 
 
 def audit_event(e: AuditEvent) -> dict[str, Any]:

@@ -22,6 +22,11 @@ def parse_json(model: type[M]) -> M:
         data: Any = json.loads(raw or b"null")
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidInput(f"malformed JSON: {exc}") from None
+    return validate(model, data)
+
+
+def validate(model: type[M], data: Any) -> M:
+    """``data`` as ``model``, or a 422 listing every invalid field (also used by the CLI)."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -29,4 +34,5 @@ def parse_json(model: type[M]) -> M:
             {"field": ".".join(str(p) for p in err["loc"]) or "(body)", "message": err["msg"]}
             for err in exc.errors(include_url=False, include_input=False)
         ]
-        raise InvalidInput("the request body is not valid", errors=errors) from None
+        raise InvalidInput("the request body is not valid: " + "; ".join(
+            f"{e['field']}: {e['message']}" for e in errors), errors=errors) from None

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -293,7 +294,8 @@ def parse_ocsp_request(request_der: bytes) -> OcspQuery:
             nonce: bytes | None = req.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
         except x509.ExtensionNotFound:
             nonce = None
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, NotImplementedError, UnsupportedAlgorithm):
+        # NotImplementedError: cryptography's answer to a request listing several certificates.
         raise InvalidInput("malformed or unsupported OCSP request") from None
     return OcspQuery(cert_id, nonce)
 
@@ -304,22 +306,35 @@ def _subject_public_key_bits(key: PublicKey) -> bytes:
     return key.public_bytes(Encoding.DER, PublicFormat.PKCS1)
 
 
+def _is_issuer_of(cert: x509.Certificate, cert_id: CertId) -> bool:
+    try:
+        if not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            return False
+    except x509.ExtensionNotFound:
+        return False
+    own = CertId.for_serial(cert, cert_id.serial, cert_id.hash_algorithm)
+    return (own.issuer_name_hash, own.issuer_key_hash) == (cert_id.issuer_name_hash, cert_id.issuer_key_hash)
+
+
 def make_ocsp_response(hsm: Hsm, responder_label: str, responder_cert: x509.Certificate,
                        cert_id: CertId, status: ocsp.OCSPCertStatus, *, this_update: dt.datetime,
                        next_update: dt.datetime, revoked_at: dt.datetime | None = None,
                        reason: x509.ReasonFlags | None = None, nonce: bytes | None = None) -> bytes:
-    """A successful basic OCSP response (DER) for one CertID, signed by a delegated responder.
+    """A successful basic OCSP response (DER) for one CertID, signed by a delegated responder or
+    by the CA itself.
 
-    ``responder_cert`` must carry id-kp-OCSPSigning and be issued by the CA named in ``cert_id``
-    (the caller's duty: the CertID holds only hashes). A pre-signed response has no nonce.
+    ``responder_cert`` either carries id-kp-OCSPSigning and is issued by the CA named in ``cert_id``
+    (the caller's duty: the CertID holds only hashes), or is that CA's own certificate (RFC 6960
+    4.2.2.2; checked against the CertID's hashes). A pre-signed response has no nonce.
     """
     this_update, next_update = utc(this_update, "this_update"), utc(next_update, "next_update")
     if next_update <= this_update:
         raise InvalidInput("next_update must be after this_update")
     if (status is ocsp.OCSPCertStatus.REVOKED) != (revoked_at is not None):
         raise InvalidInput("revoked_at is required for, and only for, status REVOKED")
-    if not has_eku(responder_cert, ExtendedKeyUsageOID.OCSP_SIGNING):
-        raise IssuerMismatch("the responder certificate lacks id-kp-OCSPSigning")
+    if not has_eku(responder_cert, ExtendedKeyUsageOID.OCSP_SIGNING) and not _is_issuer_of(responder_cert, cert_id):
+        raise IssuerMismatch("the responder certificate lacks id-kp-OCSPSigning and is not the CA named "
+                             "in the CertID")
     signer = signing_key(hsm, responder_label, responder_cert)
     if reason is x509.ReasonFlags.unspecified:
         reason = None

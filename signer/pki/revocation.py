@@ -5,8 +5,8 @@ credential marks its certificate revoked with an RFC 5280 reason, stops the cred
 (new sign requests are refused, requests waiting for approval or signing end FAILED) and
 re-issues the CRL in the same transaction, so the next CRL fetch lists it.
 
-Approval policies for lifecycle requests (N approvers, no self-approval) come with the rest of the
-certificate lifecycle; here revocation is an admin's or RA officer's direct, audited action.
+Lifecycle requests (:mod:`signer.lifecycle`) use :func:`revoke`, :func:`hold` and :func:`release`
+after their approvals; :func:`revoke_credential` is the operator's direct, audited action.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ REASONS = {"unspecified", "keyCompromise", "cACompromise", "affiliationChanged",
            "cessationOfOperation", "certificateHold", "privilegeWithdrawn", "aACompromise"}
 
 
-def _aware(value: dt.datetime) -> dt.datetime:
+def aware(value: dt.datetime) -> dt.datetime:
+    """``value`` with UTC attached when naive (SQLite hands back naive UTC datetimes)."""
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
@@ -67,37 +68,89 @@ def reason_flag(name: str | None) -> x509.ReasonFlags | None:
                              "aACompromise": "aa_compromise"}[name]]
 
 
+def current_certificate(session: Session, credential: Credential, *, lock: bool = False) -> IssuedCertificate | None:
+    """The newest registry row of ``credential``'s certificates."""
+    query = (select(IssuedCertificate).where(IssuedCertificate.credential_id == credential.id)
+             .order_by(IssuedCertificate.created_at.desc()).limit(1))
+    return session.scalar(query.with_for_update() if lock else query)
+
+
+def stop_signing(session: Session, credential: Credential, why: str) -> list[str]:
+    """End the credential's sign requests waiting for approval or signing (FAILED,
+    CREDENTIAL_UNUSABLE); returns their ids."""
+    from signer.signing import requests as workflow
+
+    stopped = []
+    for request in session.scalars(select(SignRequest).where(
+            SignRequest.credential_id == credential.id,
+            SignRequest.state.in_((RequestState.AWAITING_APPROVAL.value, RequestState.SIGNING.value)))):
+        workflow.fail(session, request, Reason.CREDENTIAL_UNUSABLE, why)
+        stopped.append(request.id)
+    return stopped
+
+
+def revoke(session: Session, credential: Credential, *, reason: str, invalidity_date: dt.datetime | None,
+           now: dt.datetime) -> tuple[IssuedCertificate | None, list[str]]:
+    """Mark the credential and its current certificate revoked and stop its sign requests. The
+    caller publishes the CRL (:func:`signer.pki.service.publish_crls`) in the same transaction or
+    right after a batch; returns the certificate (if any) and the sign requests stopped."""
+    if reason not in REASONS:
+        raise InvalidInput(f"reason must be one of {sorted(REASONS)}", field="reason")
+    cert = current_certificate(session, credential, lock=True)
+    if cert is not None:
+        if cert.status == "revoked" and cert.revocation_reason != "certificateHold":
+            raise Conflict("the certificate is already revoked")
+        cert.status, cert.revoked_at, cert.revocation_reason = "revoked", now, reason
+        cert.invalidity_date = invalidity_date
+    credential.status, credential.suspended_from = CredentialStatus.REVOKED.value, None
+    return cert, stop_signing(session, credential, "the credential's certificate was revoked")
+
+
+def hold(session: Session, credential: Credential, *, now: dt.datetime) -> tuple[IssuedCertificate | None, list[str]]:
+    """Suspend: the credential stops signing here; a built-in certificate is put on hold
+    (certificateHold on the CRL and in OCSP). The Government CA has no hold: its certificates
+    stay good there, and only this service refuses to use them."""
+    if credential.status != CredentialStatus.ACTIVE.value:
+        raise Conflict(f"the credential is {credential.status}, not active")
+    cert = current_certificate(session, credential, lock=True)
+    if cert is not None and cert.authority_id is not None and cert.status == "good":
+        cert.status, cert.revoked_at, cert.revocation_reason = "revoked", now, "certificateHold"
+    credential.status, credential.suspended_from = CredentialStatus.SUSPENDED.value, credential.status
+    return cert, stop_signing(session, credential, "the credential was suspended")
+
+
+def release(session: Session, credential: Credential) -> IssuedCertificate | None:
+    """Resume a suspended credential; a built-in certificate on hold becomes good again."""
+    if credential.status != CredentialStatus.SUSPENDED.value:
+        raise Conflict(f"the credential is {credential.status}, not suspended")
+    cert = current_certificate(session, credential, lock=True)
+    if cert is not None and cert.status == "revoked" and cert.revocation_reason == "certificateHold":
+        cert.status, cert.revoked_at, cert.revocation_reason = "good", None, None
+    credential.status = credential.suspended_from or CredentialStatus.ACTIVE.value
+    credential.suspended_from = None
+    return cert
+
+
 def revoke_credential(session: Session, token: hsm.Hsm, actor: Principal, credential_id: str, *, reason: str,
                       invalidity_date: dt.datetime | None = None, now: dt.datetime | None = None) -> IssuedCertificate:
-    """Revoke the credential's certificate, stop the credential and publish a fresh CRL."""
+    """Revoke the credential's certificate at once (an operator's direct action, e.g. ``signer ca
+    revoke`` after a key compromise), stop the credential and publish a fresh CRL."""
     from signer.pki.service import publish_crls
-    from signer.signing import requests as workflow
 
     require_roles(actor, REVOKERS, "revoking a certificate")
     if reason not in REASONS:
         raise InvalidInput(f"reason must be one of {sorted(REASONS)}", field="reason")
     now = now or dt.datetime.now(dt.UTC)
-    if invalidity_date is not None and _aware(invalidity_date) > now:
+    if invalidity_date is not None and aware(invalidity_date) > now:
         raise InvalidInput("the invalidity date cannot be in the future", field="invalidity_date")
     credential = session.get(Credential, credential_id)
     if credential is None:
         raise NotFound("credential not found")
     require_organisation(session, actor, credential.organisation_id, "credential")
-    cert = session.scalar(select(IssuedCertificate).where(IssuedCertificate.credential_id == credential.id)
-                          .order_by(IssuedCertificate.created_at.desc()).limit(1).with_for_update())
-    if cert is None:
-        raise Conflict("this credential has no certificate from the built-in CA")
-    if cert.status == "revoked":
-        raise Conflict("the certificate is already revoked")
-    cert.status, cert.revoked_at, cert.revocation_reason = "revoked", now, reason
-    cert.invalidity_date = invalidity_date
-    credential.status = CredentialStatus.REVOKED.value
-    stopped = []
-    for request in session.scalars(select(SignRequest).where(
-            SignRequest.credential_id == credential.id,
-            SignRequest.state.in_((RequestState.AWAITING_APPROVAL.value, RequestState.SIGNING.value)))):
-        workflow.fail(session, request, Reason.CREDENTIAL_UNUSABLE, "the credential's certificate was revoked")
-        stopped.append(request.id)
+    if current_certificate(session, credential) is None:
+        raise Conflict("this credential has no certificate")
+    cert, stopped = revoke(session, credential, reason=reason, invalidity_date=invalidity_date, now=now)
+    assert cert is not None
     publish_crls(session, token, now)
     audit.record(session, actor=actor.ref, action="certificate.revoke", target=f"credential:{credential.id}",
                  organisation_id=credential.organisation_id,
@@ -105,23 +158,3 @@ def revoke_credential(session: Session, token: hsm.Hsm, actor: Principal, creden
                          "invalidity_date": invalidity_date.isoformat() if invalidity_date else "",
                          "requests_failed": stopped})
     return cert
-
-
-def list_certificates(session: Session, actor: Principal, *, expiring_within: dt.timedelta | None = None,
-                      status: str | None = None, now: dt.datetime | None = None) -> list[IssuedCertificate]:
-    """Certificates of the organisations ``actor`` sees (admins, RA officers, auditors), soonest
-    expiry first; ``expiring_within`` keeps the unexpired ones ending within that time."""
-    from signer.authz import READERS, visible_organisations
-
-    require_roles(actor, READERS, "listing certificates")
-    now = now or dt.datetime.now(dt.UTC)
-    query = (select(IssuedCertificate).join(Credential, Credential.id == IssuedCertificate.credential_id)
-             .order_by(IssuedCertificate.not_after))
-    visible = visible_organisations(session, actor)
-    if visible is not None:
-        query = query.where(Credential.organisation_id.in_(visible))
-    if expiring_within is not None:
-        query = query.where(IssuedCertificate.not_after > now, IssuedCertificate.not_after <= now + expiring_within)
-    if status is not None:
-        query = query.where(IssuedCertificate.status == status)
-    return list(session.scalars(query))

@@ -1,8 +1,9 @@
 """The built-in PKI as the service runs it: authorities kept in the database, keys in the HSM.
 
-``init_builtin`` creates a root, an issuing CA and a TSA once; ``certify_credential`` issues a
-signing certificate for a credential's HSM key; ``publish_crls`` signs fresh CRLs. The full
-certificate lifecycle (requests, approvals, revocation, OCSP) builds on these.
+``init_builtin`` creates a root, an issuing CA, a TSA and the OCSP responder once;
+``certify_credential`` issues a signing certificate for a credential's HSM key (and its first OCSP
+response); ``publish_crls`` signs fresh CRLs and re-signs the OCSP responses whose status changed.
+The full certificate lifecycle (requests, approvals, revocation) builds on these.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from sqlalchemy.orm import Session
 import hsm
 from signer import audit
 from signer.models import Credential, CredentialKind, CredentialStatus, Organisation, User
-from signer.pki import builtin_ca, revocation
-from signer.pki.profiles import SIGNING, TSA
+from signer.pki import builtin_ca, ocsp, revocation
+from signer.pki.profiles import SIGNING, TSA, Profile
 from signer.principal import Principal
 from signer.signing.material import authority
 from signer.signing.models import Crl, IssuedCertificate, PkiAuthority
@@ -47,7 +48,10 @@ def _load(row: PkiAuthority) -> x509.Certificate:
 
 def init_builtin(session: Session, token: hsm.Hsm, actor: Principal, *, base_url: str,
                  organisation: str, spec: str = "ec-p256") -> PkiAuthority:
-    """Root, issuing CA and TSA, once; returns the issuing CA (existing or new)."""
+    """Root, issuing CA, TSA and OCSP responder, once; returns the issuing CA (existing or new).
+
+    The CA's own certificates enter the registry and get their first OCSP responses.
+    """
     existing = authority(session, "issuing")
     if existing is not None:
         return existing
@@ -73,20 +77,26 @@ def init_builtin(session: Session, token: hsm.Hsm, actor: Principal, *, base_url
     session.add(PkiAuthority(slug="tsa", kind="tsa", key_label=tsa_label, certificate_der=_der(tsa_cert),
                              issuer_id=issuing.id))
     session.flush()
+    ocsp.ensure_responder(session, token, issuing, base_url=base_url)
     publish_crls(session, token)
+    ocsp.refresh(session, token)
     audit.record(session, actor=actor.ref, action="pki.init", target="pki:builtin",
                  detail={"spec": spec, "root_sha256": root_cert.fingerprint(hashes.SHA256()).hex()})
     return issuing
 
 
 def publish_crls(session: Session, token: hsm.Hsm, now: dt.datetime | None = None) -> list[Crl]:
-    """A fresh CRL for every built-in CA, listing the revoked credentials it certified."""
+    """A fresh CRL for every built-in CA, listing the revoked certificates it issued; the OCSP
+    responses whose status changed are re-signed in the same transaction, so OCSP and CRL agree
+    from the same commit."""
     now = now or dt.datetime.now(dt.UTC)
     out = []
     for ca in session.scalars(select(PkiAuthority).where(PkiAuthority.kind.in_(("root", "issuing")))):
         cert = _load(ca)
-        revoked = [builtin_ca.RevokedEntry(int(row.serial, 16), row.revoked_at or now,
-                                           revocation.reason_flag(row.revocation_reason), row.invalidity_date)
+        # SQLite hands back naive UTC datetimes; the CRL builder refuses naive ones.
+        revoked = [builtin_ca.RevokedEntry(int(row.serial, 16), revocation.aware(row.revoked_at or now),
+                                           revocation.reason_flag(row.revocation_reason),
+                                           revocation.aware(row.invalidity_date) if row.invalidity_date else None)
                    for row in session.scalars(select(IssuedCertificate).where(
                        IssuedCertificate.authority_id == ca.id, IssuedCertificate.status == "revoked"))]
         number = (session.scalar(select(func.max(Crl.number)).where(Crl.authority_id == ca.id)) or 0) + 1
@@ -96,30 +106,42 @@ def publish_crls(session: Session, token: hsm.Hsm, now: dt.datetime | None = Non
         session.add(row)
         out.append(row)
     session.flush()
+    ocsp.refresh(session, token, now, ocsp.changed_certificates(session))
     return out
 
 
-def certify_credential(session: Session, token: hsm.Hsm, actor: Principal, credential: Credential, *,
-                       base_url: str) -> x509.Certificate:
-    """Issue the credential's signing certificate from the built-in issuing CA and activate it."""
-    issuing = authority(session, "issuing")
-    if issuing is None:
-        raise ValueError("the built-in CA is not initialised (signer ca init)")
+def _default_subject(session: Session, credential: Credential) -> x509.Name:
     org = session.get(Organisation, credential.organisation_id)
     assert org is not None
     holder = org.name
     if credential.kind == CredentialKind.PERSONAL.value and credential.owner_user_id:
         owner = session.get(User, credential.owner_user_id)
         holder = owner.full_name if owner else holder
+    return _name(holder, org.name)
+
+
+def certify_credential(session: Session, token: hsm.Hsm, actor: Principal, credential: Credential, *,
+                       base_url: str, subject: x509.Name | None = None, profile: Profile = SIGNING
+                       ) -> x509.Certificate:
+    """Issue the credential's signing certificate from the built-in issuing CA and activate it.
+
+    ``subject`` and ``profile`` come from the lifecycle request's subject and certificate profiles;
+    without them (``signer ca certify``) the holder's name and the default signing profile apply.
+    """
+    issuing = authority(session, "issuing")
+    if issuing is None:
+        raise ValueError("the built-in CA is not initialised (signer ca init)")
     issuing_cert = _load(issuing)
     cert = builtin_ca.issue(token, issuing.key_label, issuing_cert, credential.public_key_der,
-                            _name(holder, org.name), SIGNING, builtin_ca.CaUrls(base_url, "issuing"))
+                            subject or _default_subject(session, credential), profile,
+                            builtin_ca.CaUrls(base_url, "issuing"))
     root = session.get(PkiAuthority, issuing.issuer_id) if issuing.issuer_id else None
     chain = [issuing_cert] + ([_load(root)] if root else [])
     credential.certificate_der = _der(cert)
     credential.chain_pem = "".join(c.public_bytes(Encoding.PEM).decode() for c in chain)
     credential.status = CredentialStatus.ACTIVE.value
-    revocation.record_issued(session, cert, credential_id=credential.id, authority=issuing)
+    registered = revocation.record_issued(session, cert, credential_id=credential.id, authority=issuing)
+    ocsp.refresh(session, token, None, [registered])  # answered "good" from the first moment
     token.store_certificate(credential.hsm_key_label, _der(cert))
     audit.record(session, actor=actor.ref, action="credential.certify", target=f"credential:{credential.id}",
                  organisation_id=credential.organisation_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from asn1crypto import pem, x509
@@ -41,17 +42,49 @@ class CredentialMaterial:
         return str(self.certificate.subject.native.get("common_name", ""))
 
 
+#: How a refusal names each unusable state, Vietnamese first.
+_STATES = {
+    "revoked": ("Chứng thư số đã bị thu hồi", "The credential's certificate is revoked"),
+    "suspended": ("Chứng thư số đang bị tạm dừng", "The credential is suspended"),
+    "expired": ("Chứng thư số đã hết hạn", "The credential's certificate has expired"),
+    "pending": ("Chứng thư số chưa được cấp", "The credential has no certificate yet"),
+    "not_yet_valid": ("Chứng thư số chưa có hiệu lực", "The credential's certificate is not valid yet"),
+}
+
+
+def _refusal(state: str) -> CredentialUnusable:
+    vi, en = _STATES.get(state, (f"Chứng thư số đang ở trạng thái {state}", f"The credential is {state}"))
+    return CredentialUnusable(f"{vi}, không thể ký số. / {en}: it cannot sign.",
+                              credential_status=state)
+
+
+def unusable(credential: Credential, now: datetime | None = None) -> CredentialUnusable | None:
+    """Why ``credential`` cannot sign now (the error to raise), or None when it can.
+
+    A certificate past its notAfter counts as expired even before the scheduler has marked the
+    credential so: signing must not wait for the next expiry run.
+    """
+    if credential.status != CredentialStatus.ACTIVE.value:
+        return _refusal(credential.status)
+    if credential.certificate_der is None:
+        return _refusal(CredentialStatus.PENDING.value)
+    cert = x509.Certificate.load(credential.certificate_der)
+    now = now or datetime.now(UTC)
+    if now > cert.not_valid_after:
+        return _refusal(CredentialStatus.EXPIRED.value)
+    if now < cert.not_valid_before:
+        return _refusal("not_yet_valid")
+    return None
+
+
 def credential_material(session: Session, blobs: BlobStore, credential: Credential,
                         with_images: bool = True) -> CredentialMaterial:
     """The signing material of an active credential, or :class:`CredentialUnusable`."""
-    if credential.status != CredentialStatus.ACTIVE.value or credential.certificate_der is None:
-        raise CredentialUnusable(f"the credential is {credential.status} and cannot sign")
+    problem = unusable(credential)
+    if problem is not None:
+        raise problem
+    assert credential.certificate_der is not None  # unusable() checked it
     cert = x509.Certificate.load(credential.certificate_der)
-    from datetime import UTC, datetime
-
-    now = datetime.now(UTC)
-    if not cert.not_valid_before <= now <= cert.not_valid_after:
-        raise CredentialUnusable("the credential's certificate is not valid now")
     images: dict[str, bytes] = {}
     widths: dict[str, int | None] = {}
     if with_images:

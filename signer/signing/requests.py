@@ -25,7 +25,7 @@ from signer.security import Passwords
 from signer.signing import challenge as chal
 from signer.signing import documents
 from signer.signing.errors import DeviceUnavailable, RequestStateConflict, WrongPin
-from signer.signing.material import credential_material, trust_roots
+from signer.signing.material import credential_material, trust_roots, unusable
 from signer.signing.models import (
     Approval,
     Device,
@@ -274,13 +274,24 @@ def approve(session: Session, principal: Principal, request_id: str, body: Appro
             passwords: Passwords) -> Approval | None:
     """Record the holder's device signature and hand over to the hsm worker, which verifies it.
 
-    A wrong verification code ends the request (WRONG_VC) here, and a wrong app-key PIN is
-    counted; everything cryptographic is checked again by the worker, so this tier cannot make a
-    signature happen on its own.
+    A wrong verification code ends the request (WRONG_VC) here, a credential that can no longer
+    sign ends it FAILED (CREDENTIAL_UNUSABLE), and a wrong app-key PIN is counted; everything
+    cryptographic is checked again by the worker, so this tier cannot make a signature happen on
+    its own.
     """
     request = _locked(session, principal, request_id)
     user = _holder(session, principal, request)
     _require_state(request, RequestState.AWAITING_APPROVAL)
+    problem = unusable(request.credential)
+    if problem is not None:
+        # Revoked, suspended or expired since the request was made (and not yet swept): end it
+        # here rather than hand the worker a request it must refuse; no PIN is spent on it.
+        fail(session, request, Reason.CREDENTIAL_UNUSABLE, problem.detail)
+        audit.record(session, actor=principal.ref, action="sign_request.approve", target=f"sign_request:{request.id}",
+                     outcome=audit.Outcome.DENIED, organisation_id=request.organisation_id,
+                     detail={"reason": Reason.CREDENTIAL_UNUSABLE.value,
+                             "credential_status": str(problem.extra.get("credential_status", ""))})
+        return None
     device, signature, assertion = _device_proof(session, passwords, user, request, body)
     request.decided_by, request.decided_at = user.id, datetime.now(UTC)
     signature_sha256 = hashlib.sha256(signature).hexdigest()

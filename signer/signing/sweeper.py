@@ -65,3 +65,21 @@ def refresh_crls(services: Services, now: datetime | None = None) -> bool:
 
     queue(services, HSM).enqueue(job, job_id="refresh-crls", result_ttl=60)
     return True
+
+
+def refresh_ocsp(services: Services, now: datetime | None = None) -> bool:
+    """Ask the hsm worker to re-sign OCSP responses when some are missing, disagree with the
+    registry or near their nextUpdate, or when the responder certificate needs renewing."""
+    from signer.pki import ocsp
+
+    now = now or datetime.now(UTC)
+    with services.db.session(readonly=True) as s:
+        if s.scalar(select(PkiAuthority.id).where(PkiAuthority.kind == "issuing").limit(1)) is None:
+            return False
+        if not ocsp.due_ids(s, now, limit=1) and not ocsp.responder_due(s, now):
+            return False
+    from signer.jobs.pki import refresh_ocsp as job
+    from signer.queues import HSM, queue
+
+    queue(services, HSM).enqueue(job, job_id="refresh-ocsp", result_ttl=60)
+    return True

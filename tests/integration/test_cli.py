@@ -187,7 +187,7 @@ def test_builtin_ca_certify_and_device(cli_env: dict[str, str], services: Servic
     device = json.loads(run(cli_env, "create-device", "--username", "pho-chu-tich", "--public-key-file", str(pem),
                             "--pin-file", str(tmp_path / "pin")))
     with services.db.session() as s:
-        assert {a.kind for a in s.scalars(select(PkiAuthority))} == {"root", "issuing", "tsa"}
+        assert {a.kind for a in s.scalars(select(PkiAuthority))} == {"root", "issuing", "tsa", "ocsp"}
         stored = s.get(Device, device["device_id"])
         assert stored is not None and stored.status == "active"
         cred = s.get(Credential, made["id"])

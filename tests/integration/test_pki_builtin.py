@@ -189,10 +189,15 @@ def test_ocsp_response_verifies_with_openssl(pki: Pki, token: hsm.Hsm, status: s
 def test_ocsp_checks_and_error_response(pki: Pki, token: hsm.Hsm) -> None:
     now = dt.datetime.now(dt.UTC)
     cert_id = CertId.for_serial(pki.issuing, pki.ee.serial_number, hashes.SHA256())
-    with pytest.raises(IssuerMismatch):  # the CA certificate has no id-kp-OCSPSigning
-        builtin_ca.make_ocsp_response(token, pki.issuing_label, pki.issuing, cert_id,
+    with pytest.raises(IssuerMismatch):  # the root has no id-kp-OCSPSigning and is not the CertID's CA
+        builtin_ca.make_ocsp_response(token, pki.root_label, pki.root, cert_id,
                                       ocsp.OCSPCertStatus.GOOD, this_update=now,
                                       next_update=now + dt.timedelta(hours=1))
+    # The CA itself may answer for the certificates it issued (RFC 6960 4.2.2.2).
+    own = ocsp.load_der_ocsp_response(builtin_ca.make_ocsp_response(
+        token, pki.issuing_label, pki.issuing, cert_id, ocsp.OCSPCertStatus.GOOD, this_update=now,
+        next_update=now + dt.timedelta(hours=1)))
+    assert own.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL and own.serial_number == pki.ee.serial_number
     with pytest.raises(InvalidInput):
         builtin_ca.make_ocsp_response(token, pki.responder_label, pki.responder, cert_id,
                                       ocsp.OCSPCertStatus.REVOKED, this_update=now,
