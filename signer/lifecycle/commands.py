@@ -151,3 +151,95 @@ def csr_cmd(ctx: Context, request_id: str, position: int, out: Path) -> None:
             raise NotFound("no CSR for that request item")
         out.write_bytes(x509.load_der_x509_csr(item.csr_der).public_bytes(Encoding.PEM))
     click.echo(json.dumps({"id": request_id, "position": position, "csr": str(out)}))
+
+
+def _organisation_id(ctx: Context, code: str) -> str:
+    with ctx.services.db.session(readonly=True) as s:
+        org_id = s.scalar(select(Organisation.id).where(Organisation.code == code))
+    if org_id is None:
+        raise NotFound(f"no organisation {code}")
+    return org_id
+
+
+@cert_group.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--as", "username", required=True)
+@click.option("--org", "org_code", required=True, help="Whose certificates (QCVN 102 code).")
+@pass_ctx
+def import_cmd(ctx: Context, files: tuple[Path, ...], username: str, org_code: str) -> None:
+    """Track existing certificates (keys on USB tokens or SIM cards): PEM/DER/PKCS#7 files, or CSV
+    files with a `pem` column (and `holder`, `organisation_code`, `note`). Prints the per-row report."""
+    from signer.pki.inventory import import_inventory
+
+    actor, org_id = person(ctx, username), _organisation_id(ctx, org_code)
+    csv_files = [f for f in files if f.suffix.lower() == ".csv"]
+    if len(csv_files) > 1:
+        raise InvalidInput("import one CSV file at a time")
+    certs = [(f.name, f.read_bytes()) for f in files if f not in csv_files]
+    with ctx.services.db.session() as s:
+        report = import_inventory(s, actor, org_id, pem_files=certs or None,
+                                  csv_data=csv_files[0].read_bytes() if csv_files else None)
+        click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+
+
+@cert_group.command("summary")
+@click.argument("request_id")
+@click.option("--as", "username", required=True)
+@click.option("--position", default=0, show_default=True)
+@click.option("--pdf", "pdf_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the one-page PDF summary here.")
+@pass_ctx
+def summary_cmd(ctx: Context, request_id: str, username: str, position: int, pdf_out: Path | None) -> None:
+    """The form data for the Government CA (JSON on stdout; PDF with --pdf)."""
+    from signer.pki import external
+
+    actor = person(ctx, username)
+    with ctx.services.db.session() as s:
+        item = external.load_item(s, actor, request_id, position)
+        data = external.export(s, item.id)
+    if pdf_out is not None:
+        pdf_out.write_bytes(external.summary_pdf(data))
+    click.echo(json.dumps(data, ensure_ascii=False))
+
+
+@cert_group.command("import-issued")
+@click.argument("request_id")
+@click.argument("certificate", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--as", "username", required=True)
+@click.option("--position", default=0, show_default=True)
+@pass_ctx
+def import_issued_cmd(ctx: Context, request_id: str, certificate: Path, username: str, position: int) -> None:
+    """Import the Government CA's certificate and chain (PEM, DER or PKCS#7) for an awaiting item;
+    refused when its key is not the HSM key or its chain does not verify."""
+    from signer.pki import external
+
+    actor = person(ctx, username)
+    with ctx.services.db.session() as s:
+        item = external.load_item(s, actor, request_id, position)
+        row = external.import_issued(s, actor, item.id, certificate.read_bytes(),
+                                     trust_roots_file=ctx.settings.trust_roots_file)
+        click.echo(json.dumps({"certificate_id": row.id, "credential_id": row.credential_id, "serial": row.serial,
+                               "fingerprint_sha256": row.fingerprint_sha256}))
+
+
+@cert_group.command("policy")
+@click.argument("action", type=click.Choice([a.value for a in Action]))
+@click.argument("profile", default="*")
+@click.option("--as", "username", required=True, help="An admin.")
+@click.option("--approvals", type=click.IntRange(1, 5), required=True, help="How many approvers.")
+@click.option("--role", "roles", multiple=True, type=click.Choice(["admin", "ra_officer"]), required=True)
+@click.option("--ttl-hours", type=click.IntRange(1, 720), default=72, show_default=True)
+@pass_ctx
+def policy_cmd(ctx: Context, action: str, profile: str, username: str, approvals: int, roles: tuple[str, ...],
+               ttl_hours: int) -> None:
+    """Set the approval policy of ACTION on PROFILE (`*`: every profile)."""
+    from signer.lifecycle.policy import PolicyBody, set_policy
+    from signer.models import Role
+
+    actor = person(ctx, username)
+    body = PolicyBody(approvals_required=approvals, roles={Role(r) for r in roles}, ttl_hours=ttl_hours)
+    with ctx.services.db.session() as s:
+        saved = set_policy(s, actor, action, profile, body)
+        click.echo(json.dumps({"action": saved.action, "profile": saved.profile,
+                               "approvals_required": saved.approvals_required, "roles": list(saved.roles),
+                               "ttl_hours": saved.ttl_hours}))

@@ -20,19 +20,6 @@ from signer.cli import main
 from signer.db import Database
 from signer.models import AuditEvent, Credential, Organisation, User
 from signer.services import Services
-from signer.settings import Settings
-from tests.support import SoftHsm
-
-
-@pytest.fixture
-def cli_env(settings: Settings, softhsm: SoftHsm, tmp_path: Path) -> dict[str, str]:
-    return {
-        "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
-        "SIGNER_STATE_DIR": str(tmp_path / "state"), "SIGNER_HSM_MODULE": softhsm.module,
-        "SIGNER_HSM_TOKEN": settings.hsm_token, "SIGNER_HSM_PIN": softhsm.pin,
-        "SIGNER_HSM_SO_PIN": softhsm.so_pin, "SOFTHSM2_CONF": str(softhsm.conf),
-        "SIGNER_PASSWORD_TIME_COST": "1", "SIGNER_PASSWORD_MEMORY_KIB": "64",
-    }
 
 
 def run(env: dict[str, str], *args: str, input: str | None = None) -> str:
