@@ -29,8 +29,10 @@ from signer.principal import SYSTEM
 from signer.services import Services
 from signer.signing.models import PkiAuthority
 
-LEADER, CLERK = "demo-leader", "demo-clerk"
-PEOPLE = {LEADER: ("Nguyễn Văn An", Role.LEADER), CLERK: ("Trần Thị Bình", Role.CLERK)}
+LEADER, CLERK, RA = "demo-leader", "demo-clerk", "demo-ra"
+# The RA officer asks for certificate changes (signer cert request ... --as demo-ra); `admin` approves.
+PEOPLE = {LEADER: ("Nguyễn Văn An", Role.LEADER), CLERK: ("Trần Thị Bình", Role.CLERK),
+          RA: ("Lê Văn Cường", Role.RA_OFFICER)}
 KEY_SPEC = "ec-p256"
 
 
@@ -144,7 +146,7 @@ def create(services: Services, organisation_code: str, server: str) -> Demo:
     seal = _credential(services, token, kind=CredentialKind.ORGANISATION, name=f"Con dấu số {org_name} (demo)",
                        organisation_id=org_id, owner=None, image="seal")
     pin = pin_file.read_text()
-    phones = {u: state / "demo" / f"phone-{u}" for u in PEOPLE}
+    phones = {u: state / "demo" / f"phone-{u}" for u in (LEADER, CLERK)}
     for username, home in phones.items():
         _phone(services, home, users[username], pin, server)
     return Demo(api_key_file, leader, seal, phones, pin_file, passwords)

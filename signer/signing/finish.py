@@ -97,16 +97,17 @@ def _consume(services: Services, request_id: str) -> bool:
             return True  # resuming a batch this approval already authorised
         problem = check_approval(s, request, approval,
                                  passkeys.RelyingParty.from_public_url(services.settings.public_url))
+        detail: str | None = None
         if problem is None:
             try:
                 credential_material(s, services.blobs, request.credential, with_images=False)
             except CredentialUnusable as exc:
-                problem = (Reason.CREDENTIAL_UNUSABLE, Result.FAILED)
-                request.detail = exc.detail
+                problem, detail = (Reason.CREDENTIAL_UNUSABLE, Result.FAILED), exc.detail
         if problem is not None:
             reason, result = problem
             approval.status, approval.reason = "rejected", reason.value
-            workflow.fail(s, request, reason, f"approval refused: {reason.value}", result)
+            # The credential's own words (revoked, suspended, expired) tell the document system more.
+            workflow.fail(s, request, reason, detail or f"approval refused: {reason.value}", result)
             audit.record(s, actor="hsm-worker", action="approval.reject", target=f"sign_request:{request.id}",
                          outcome=audit.Outcome.DENIED, organisation_id=request.organisation_id,
                          detail={"approval_id": approval.id, "reason": reason.value})
