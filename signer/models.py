@@ -27,6 +27,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def aware(value: datetime) -> datetime:
+    """``value`` with UTC attached when naive: SQLite hands back naive UTC datetimes."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 class Role(enum.StrEnum):
     ADMIN = "admin"
     RA_OFFICER = "ra_officer"

@@ -115,12 +115,18 @@ def notify_request(services: Services, request_id: str) -> int:
                  else f"sign_request.{request.state.lower()}")
         items = [Notification(event, request.id, u.id, u.username, len(request.documents),
                               request.expires_at.isoformat(), request.state) for u in holders(s, request)]
+    return deliver(services, items)
+
+
+def deliver(services: Services, items: list[Notification]) -> int:
+    """Send ``items`` through every configured notifier; returns how many deliveries failed
+    (logged and counted, never raised: one broken gateway does not stop the others)."""
     failed = 0
     for notifier in notifiers(services):
         for item in items:
             try:
                 notifier.notify(item)
-            except Exception as exc:  # a notification never fails the request
+            except Exception as exc:  # a notification never fails the request or the job
                 failed += 1
                 log.warning("notifier %s could not reach %s: %s", type(notifier).__name__, item.username,
                             type(exc).__name__)

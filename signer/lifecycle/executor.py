@@ -31,6 +31,7 @@ from signer.lifecycle import profiles
 from signer.lifecycle.models import Action, CertificateRequest, CertificateRequestItem, RequestStatus
 from signer.models import Credential, CredentialKind
 from signer.pki import revocation
+from signer.pki.common import signature_hash
 from signer.principal import SYSTEM
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,7 @@ class ItemFailed(SignerError):
 def make_csr(token: hsm.Hsm, key_label: str, subject: x509.Name) -> x509.CertificateSigningRequest:
     """A PKCS#10 request for the HSM key ``key_label``, signed inside the token."""
     key = private_key(token, key_label)
-    algorithm = hashes.SHA384() if getattr(key, "curve", None) is not None and key.key_size >= 384 else hashes.SHA256()
-    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, algorithm)
+    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, signature_hash(key))
     if not csr.is_signature_valid:  # the token signed with another key than it told us: stop here
         raise ItemFailed("the CSR signature made in the HSM does not verify")
     return csr

@@ -10,7 +10,7 @@ Bulk requests act on many credentials of one organisation under one approval.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
@@ -30,9 +30,12 @@ from signer.lifecycle.models import (
     RequestStatus,
 )
 from signer.lifecycle.policy import APPROVER_ROLES, policy_for
-from signer.models import Credential, CredentialStatus, Organisation, Role, User
-from signer.pki.revocation import REASONS
+from signer.models import Credential, CredentialStatus, Organisation, Role, User, aware
+from signer.pki.revocation import REASONS, current_certificate
 from signer.principal import Principal
+
+if TYPE_CHECKING:
+    from signer.services import Services
 
 REQUESTERS = APPROVER_ROLES
 MAX_ITEMS = 500
@@ -90,17 +93,10 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-
-
 def credential_ca(session: Session, credential: Credential) -> str:
-    """``builtin`` when the credential's current certificate came from the built-in CA."""
-    from signer.signing.models import IssuedCertificate
-
-    source = session.scalar(select(IssuedCertificate.source).where(
-        IssuedCertificate.credential_id == credential.id).order_by(IssuedCertificate.created_at.desc()).limit(1))
-    return "external" if source == "external" else "builtin"
+    """``builtin`` unless the credential's current certificate came from an external CA."""
+    cert = current_certificate(session, credential)
+    return "external" if cert is not None and cert.source == "external" else "builtin"
 
 
 def _check_issue(session: Session, body: RequestBody, org: Organisation) -> dict[str, Any]:
@@ -207,7 +203,7 @@ def _locked(session: Session, request_id: str) -> CertificateRequest:
 
 
 def _expire_if_due(session: Session, request: CertificateRequest, now: dt.datetime) -> bool:
-    if request.status == RequestStatus.PENDING.value and _aware(request.expires_at) <= now:
+    if request.status == RequestStatus.PENDING.value and aware(request.expires_at) <= now:
         request.status, request.decided_at = RequestStatus.EXPIRED.value, now
         audit.record(session, actor="system", action="certificate_request.expire",
                      target=f"certificate_request:{request.id}", organisation_id=request.organisation_id)
@@ -304,7 +300,8 @@ def execute_after_commit(session: Session, request_id: str) -> None:
         after_commit(session, lambda: enqueue_execution(services, request_id))
 
 
-def enqueue_execution(services: Any, request_id: str) -> None:
+def enqueue_execution(services: Services, request_id: str) -> None:
+    """Hand one approved request to the hsm workers."""
     from signer.jobs.lifecycle import execute_request
     from signer.queues import HSM, queue
 

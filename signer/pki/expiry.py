@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import logging
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -18,15 +17,12 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from signer import audit
+from signer import audit, notify
 from signer.db import after_commit
-from signer.models import Credential, CredentialKind, CredentialStatus, Role, User
-from signer.notify import Notification, notifiers
-from signer.pki.registry import aware
+from signer.models import Credential, CredentialKind, CredentialStatus, Role, User, aware
+from signer.notify import Notification
 from signer.services import Services
 from signer.signing.models import IssuedCertificate, Reason, RequestState, SignRequest
-
-log = logging.getLogger(__name__)
 
 #: Days before notAfter at which people are told, largest first.
 THRESHOLDS = (60, 30, 7)
@@ -215,16 +211,7 @@ def deliver(services: Services, certificate_id: str, days: int) -> int:
     failed (logged and counted, never raised: one broken gateway does not stop the others)."""
     with services.db.session(readonly=True) as s:
         items = notifications(s, certificate_id, days)
-    failed = 0
-    for notifier in notifiers(services):
-        for item in items:
-            try:
-                notifier.notify(item)
-            except Exception as exc:  # a notice never fails the job
-                failed += 1
-                log.warning("notifier %s could not reach %s: %s", type(notifier).__name__, item.username,
-                            type(exc).__name__)
-    return failed
+    return notify.deliver(services, list(items))
 
 
 def expire_credentials(session: Session, now: dt.datetime | None = None) -> list[str]:

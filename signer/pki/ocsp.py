@@ -44,6 +44,7 @@ from sqlalchemy.orm import Session
 
 import hsm
 from signer import audit
+from signer.models import aware
 from signer.pki import builtin_ca, revocation
 from signer.pki.builtin_ca import CertId
 from signer.pki.errors import InvalidInput, PkiError
@@ -86,13 +87,9 @@ class Lookup:
         return self.der is None
 
 
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-
-
 def _now(now: dt.datetime | None) -> dt.datetime:
     # Whole seconds: what X.509/OCSP times carry, so stored and signed times compare equal.
-    return _aware(now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(microsecond=0)
+    return aware(now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(microsecond=0)
 
 
 def _cert(der: bytes) -> x509.Certificate:
@@ -219,7 +216,7 @@ def register_authorities(session: Session) -> int:
 def _registry_state(row: IssuedCertificate) -> tuple[str, dt.datetime | None, x509.ReasonFlags | None]:
     if row.status != "revoked":
         return "good", None, None
-    at = _aware(row.revoked_at or row.created_at).astimezone(dt.UTC).replace(microsecond=0)
+    at = aware(row.revoked_at or row.created_at).astimezone(dt.UTC).replace(microsecond=0)
     return "revoked", at, revocation.reason_flag(row.revocation_reason)
 
 
@@ -233,7 +230,7 @@ def _signed_state(der: bytes) -> tuple[str, dt.datetime | None, x509.ReasonFlags
 def _needs_signing(row: IssuedCertificate, resp: OcspResponse | None, now: dt.datetime) -> bool:
     if resp is None or resp.cert_status != row.status:
         return True
-    if _aware(resp.next_update) - now < REFRESH_WHEN_LEFT:
+    if aware(resp.next_update) - now < REFRESH_WHEN_LEFT:
         return True
     # Same status word, but a revocation's reason or time may have changed (hold -> keyCompromise).
     return row.status == "revoked" and _signed_state(resp.der) != _registry_state(row)
@@ -395,9 +392,9 @@ def lookup(session: Session, request_der: bytes, now: dt.datetime | None = None)
     resp = session.get(OcspResponse, row.id)
     # A stale response, or one the registry contradicts (a status changed without refresh), is
     # never served: the hsm worker signs a fresh one instead.
-    if resp is None or resp.cert_status != row.status or _aware(resp.next_update) <= now:
+    if resp is None or resp.cert_status != row.status or aware(resp.next_update) <= now:
         return Lookup(None)
-    return Lookup(resp.der, _aware(resp.this_update), _aware(resp.next_update))
+    return Lookup(resp.der, aware(resp.this_update), aware(resp.next_update))
 
 
 def respond(session: Session, token: hsm.Hsm, request_der: bytes, now: dt.datetime | None = None) -> bytes:

@@ -11,17 +11,12 @@ from sqlalchemy.orm import Session
 
 from signer.authz import READERS, require_roles, visible_organisations
 from signer.errors import InvalidInput
-from signer.models import Credential
+from signer.models import Credential, aware
 from signer.principal import Principal
 from signer.signing.models import IssuedCertificate
 
 #: What ``status`` may filter on: the registry's good/revoked, plus expired (derived from notAfter).
 STATUSES = ("good", "revoked", "expired")
-
-
-def aware(value: dt.datetime) -> dt.datetime:
-    """``value`` in UTC with its offset (SQLite hands back naive UTC values)."""
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def effective_status(cert: IssuedCertificate, now: dt.datetime) -> str:

@@ -23,7 +23,7 @@ import hsm
 from signer import audit
 from signer.authz import require_organisation, require_roles
 from signer.errors import Conflict, InvalidInput, NotFound
-from signer.models import Credential, CredentialStatus, Role
+from signer.models import Credential, CredentialStatus, Role, aware
 from signer.principal import Principal
 from signer.signing.models import IssuedCertificate, PkiAuthority, Reason, RequestState, SignRequest
 
@@ -31,11 +31,6 @@ REVOKERS = frozenset({Role.ADMIN, Role.RA_OFFICER})
 #: RFC 5280 reason names accepted from people (removeFromCRL belongs to delta CRLs, not here).
 REASONS = {"unspecified", "keyCompromise", "cACompromise", "affiliationChanged", "superseded",
            "cessationOfOperation", "certificateHold", "privilegeWithdrawn", "aACompromise"}
-
-
-def aware(value: dt.datetime) -> dt.datetime:
-    """``value`` with UTC attached when naive (SQLite hands back naive UTC datetimes)."""
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def record_issued(session: Session, cert: x509.Certificate, *, credential_id: str | None,

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 import hsm
 from signer import audit
-from signer.models import Credential, CredentialKind, CredentialStatus, Organisation, User
+from signer.models import Credential, CredentialKind, CredentialStatus, Organisation, User, aware
 from signer.pki import builtin_ca, ocsp, revocation
 from signer.pki.profiles import SIGNING, TSA, Profile
 from signer.principal import Principal
@@ -94,9 +94,9 @@ def publish_crls(session: Session, token: hsm.Hsm, now: dt.datetime | None = Non
     for ca in session.scalars(select(PkiAuthority).where(PkiAuthority.kind.in_(("root", "issuing")))):
         cert = _load(ca)
         # SQLite hands back naive UTC datetimes; the CRL builder refuses naive ones.
-        revoked = [builtin_ca.RevokedEntry(int(row.serial, 16), revocation.aware(row.revoked_at or now),
+        revoked = [builtin_ca.RevokedEntry(int(row.serial, 16), aware(row.revoked_at or now),
                                            revocation.reason_flag(row.revocation_reason),
-                                           revocation.aware(row.invalidity_date) if row.invalidity_date else None)
+                                           aware(row.invalidity_date) if row.invalidity_date else None)
                    for row in session.scalars(select(IssuedCertificate).where(
                        IssuedCertificate.authority_id == ca.id, IssuedCertificate.status == "revoked"))]
         number = (session.scalar(select(func.max(Crl.number)).where(Crl.authority_id == ca.id)) or 0) + 1

@@ -34,10 +34,10 @@ from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBacken
 from sqlalchemy import select, update
 
 import hsm
-from signer.models import Credential
+from signer.models import Credential, aware
 from signer.pki import builtin_ca, ocsp
 from signer.pki.profiles import SIGNING
-from signer.pki.revocation import aware, revoke_credential
+from signer.pki.revocation import revoke_credential
 from signer.principal import SYSTEM
 from signer.queues import HSM, queue
 from signer.services import Services
