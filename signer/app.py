@@ -13,6 +13,7 @@ from signer.api import (
     credentials,
     devices,
     docs_page,
+    exchange,
     health,
     lifecycle,
     pki,
@@ -49,6 +50,6 @@ def create_app(config: Settings | None = None, services: Services | None = None)
     app.request_class = SignerRequest
     for bp in (health.bp, session.bp, admin.bp, credentials.bp, credentials.certificates_bp, devices.bp,
                audit.bp, signing.bp, pki.bp, verify.bp, docs_page.bp, phone.bp, lifecycle.bp,
-               certificate_files.bp):
+               certificate_files.bp, exchange.bp):
         app.register_blueprint(bp)
     return app

@@ -360,7 +360,8 @@ def scheduler(ctx: Context) -> None:
 @click.option("--redis-port", default=6391, show_default=True,
               help="Port of the private Redis started when REDIS_URL is not set.")
 def run(web_workers: int, hsm_workers: int, redis_port: int) -> None:
-    """Start web, hsm workers, exchange worker and scheduler (and a private Redis); Ctrl-C stops all."""
+    """Start web, hsm workers, exchange worker, scheduler (and a private Redis and the local axis unless
+    REDIS_URL / SIGNER_AXIS_URL say otherwise); Ctrl-C stops all."""
     from signer.supervisor import Supervisor, private_redis, service_children
 
     logging.getLogger().setLevel(logging.INFO)
@@ -373,7 +374,7 @@ def run(web_workers: int, hsm_workers: int, redis_port: int) -> None:
         env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
         redis_child = private_redis(settings.state_dir, redis_port, env)
     # Each child gets its own copy of the environment; only the hsm workers' keep the PIN.
-    children = service_children(settings.bind, web_workers, env, hsm_workers)
+    children = service_children(settings.bind, web_workers, env, hsm_workers, local_axis=settings.axis_url is None)
     click.echo(f"signer: http://{settings.bind}/ (Ctrl-C stops everything)")
     sys.exit(Supervisor(settings.state_dir, children, redis_child, env["REDIS_URL"]).run())
 
@@ -384,6 +385,9 @@ main.add_command(_phone)
 from signer.lifecycle.commands import cert_group as _cert  # noqa: E402
 
 main.add_command(_cert)
+from signer.interchange.commands import axis_group as _axis  # noqa: E402
+
+main.add_command(_axis)
 
 
 if __name__ == "__main__":  # python -m signer.cli

@@ -56,3 +56,22 @@ class ServiceUnavailable(SignerError):
     status, slug, title, title_vi = (
         503, "service-unavailable", "Service unavailable", "Dịch vụ tạm thời không khả dụng"
     )
+
+
+class SecretDocument(SignerError):
+    """State-secret documents (mật) never travel over the axis (Decree 30/2020, Art. 5)."""
+
+    status, slug, title, title_vi = (
+        422, "secret-document", "Secret documents are not sent over the axis",
+        "Văn bản mật không được gửi qua trục liên thông",
+    )
+
+
+class InvalidPacket(SignerError):
+    """An edXML packet our rules refuse (the exchange package's code goes in ``code``)."""
+
+    status, slug, title, title_vi = 422, "invalid-packet", "Invalid edXML packet", "Gói tin edXML không hợp lệ"
+
+
+class AxisRefused(SignerError):
+    status, slug, title, title_vi = 502, "axis-refused", "The axis refused the call", "Trục liên thông từ chối"

@@ -2,7 +2,7 @@
 
 Tasks that need a key are enqueued for the hsm worker; database-only tasks run inline. Today's
 tasks: the audit-chain check, approval expiry, signing recovery, webhook resends, CRL and OCSP
-refresh.
+refresh, and the exchange's axis polls, outbox sweep and directory sync.
 """
 
 from __future__ import annotations
@@ -56,7 +56,17 @@ def _signing_tasks() -> tuple[Task, ...]:
     )
 
 
-DEFAULT_TASKS = (Task("audit-chain", 600.0, check_audit_chain), *_signing_tasks())
+def _exchange_tasks() -> tuple[Task, ...]:
+    from signer.interchange import tasks
+
+    return (
+        Task("axis-poll", 2.0, tasks.enqueue_polls),  # each account at most once per axis_poll_interval_s
+        Task("exchange-outbox", 15.0, tasks.sweep_outbox),
+        Task("axis-directory", 3600.0, tasks.enqueue_directory_sync),
+    )
+
+
+DEFAULT_TASKS = (Task("audit-chain", 600.0, check_audit_chain), *_signing_tasks(), *_exchange_tasks())
 
 
 # Compare-and-expire / compare-and-delete: one atomic step in Redis, so a lease that ran out and

@@ -63,6 +63,21 @@ class Settings(BaseModel):
     trust_roots_file: Path | None = None  # PEM bundle of extra trust anchors
     queue_prefix: str = "signer"
 
+    # The national document-exchange axis. None: the local axis (`signer axis serve`) on axis_bind,
+    # which the run command starts; production points this at the axis endpoint.
+    axis_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    axis_bind: str = "127.0.0.1:8100"
+    axis_timeout_s: float = Field(default=30.0, gt=0)
+    axis_attempts: int = Field(default=3, ge=1)  # per call, on network errors and 5xx
+    axis_backoff_s: float = Field(default=0.5, ge=0)
+    axis_poll_interval_s: float = Field(default=10.0, gt=0)
+    axis_max_packet_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    # Delivery attempts per outbox row before it goes dead (each attempt retries network errors a
+    # few times itself); the wait between attempts doubles from exchange_backoff_s.
+    exchange_max_attempts: int = Field(default=8, ge=1)
+    exchange_backoff_s: float = Field(default=5.0, ge=0)
+    exchange_lease_s: int = Field(default=120, ge=1)
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:
@@ -76,6 +91,11 @@ class Settings(BaseModel):
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
+
+    @property
+    def effective_axis_url(self) -> str:
+        """The axis endpoint: the configured one, or the local axis on ``axis_bind``."""
+        return (self.axis_url or f"http://{self.axis_bind}").rstrip("/")
 
     @property
     def effective_database_url(self) -> str:
@@ -127,6 +147,11 @@ class Settings(BaseModel):
             "trust_roots_file": "SIGNER_TRUST_ROOTS_FILE", "tsa_timeout_s": "SIGNER_TSA_TIMEOUT_S",
             "webhook_timeout_s": "SIGNER_WEBHOOK_TIMEOUT_S", "webhook_allow_private": "SIGNER_WEBHOOK_ALLOW_PRIVATE",
             "notify_webhook_url": "SIGNER_NOTIFY_WEBHOOK_URL",
+            "axis_url": "SIGNER_AXIS_URL", "axis_bind": "SIGNER_AXIS_BIND",
+            "axis_timeout_s": "SIGNER_AXIS_TIMEOUT_S", "axis_attempts": "SIGNER_AXIS_ATTEMPTS",
+            "axis_backoff_s": "SIGNER_AXIS_BACKOFF_S", "axis_poll_interval_s": "SIGNER_AXIS_POLL_INTERVAL_S",
+            "axis_max_packet_bytes": "SIGNER_AXIS_MAX_PACKET_BYTES",
+            "exchange_max_attempts": "SIGNER_EXCHANGE_MAX_ATTEMPTS", "exchange_backoff_s": "SIGNER_EXCHANGE_BACKOFF_S",
         }
         for field, var in plain.items():
             if env.get(var):

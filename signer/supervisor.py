@@ -60,8 +60,10 @@ def private_redis(state_dir: Path, port: int, env: Mapping[str, str]) -> Child:
                  child_env(env))
 
 
-def service_children(bind: str, web_workers: int, env: Mapping[str, str], hsm_workers: int = 1) -> list[Child]:
+def service_children(bind: str, web_workers: int, env: Mapping[str, str], hsm_workers: int = 1,
+                     local_axis: bool = False) -> list[Child]:
     """The service processes, each with its own environment: only the hsm workers hold the PIN.
+    With ``local_axis`` (no SIGNER_AXIS_URL), the local axis runs beside them.
 
     Several hsm workers sign in parallel (one PKCS#11 lock per process, DESIGN.md section 3);
     they share large batches (see :meth:`signer.signing.dispatch.Dispatcher.finishing_jobs`).
@@ -69,7 +71,9 @@ def service_children(bind: str, web_workers: int, env: Mapping[str, str], hsm_wo
     signer = _bin("signer")
     hsm = [Child(f"hsm-worker-{n}", [signer, "worker", "hsm"], child_env(env, holds_pin=True))
            for n in range(1, hsm_workers + 1)]
+    axis = [Child("local-axis", [signer, "axis", "serve"], child_env(env))] if local_axis else []
     return [
+        *axis,
         *hsm,
         Child("exchange-worker", [signer, "worker", "exchange"], child_env(env)),
         Child("scheduler", [signer, "scheduler"], child_env(env)),

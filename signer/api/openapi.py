@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import metadata
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from flask import Flask
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -26,13 +26,26 @@ from werkzeug.routing import Rule
 from signer import errors as err
 from signer.api.admin import ApiClientBody, OrganisationBody, UserBody
 from signer.api.devices import AppKeyBody, EnrolmentBody, PasskeyBody, RenameBody
+from signer.api.exchange import AnswerBody
 from signer.api.lifecycle import DecisionBody
+from signer.api.openapi_exchange import (
+    FollowUpIn,
+    FollowUpKind,
+    IncomingOut,
+    IncomingSummaryOut,
+    MonthlyReportOut,
+    OutboxRetryOut,
+    OutgoingOut,
+    UnitOut,
+)
 from signer.api.session import LoginBody, PasskeyLoginBody
 from signer.api.signing import MAX_WAIT_S
 from signer.api.verify import VerifyReportOut
 from signer.credentials import IMAGE_KINDS
 from signer.errors import SignerError
 from signer.http.problems import PROBLEM_TYPE
+from signer.interchange.models import IncomingState
+from signer.interchange.sending import SendBody
 from signer.lifecycle.models import Action
 from signer.lifecycle.models import RequestStatus as LifecycleStatus
 from signer.lifecycle.policy import PolicyBody
@@ -237,6 +250,9 @@ _LIFECYCLE = Body(CertificateRequestOut)
 _PEM = Param("format", "query", "`pem` for PEM instead of DER", {"enum": ["pem"]})
 _INT = {"type": "integer", "minimum": 0}
 _REQUEST = Body(SignRequestOut, description="the request")
+_OUTGOING, _INCOMING = Body(OutgoingOut), Body(IncomingOut)
+_EXCHANGE = "exchange"  # the API key scope
+_PACKET_ERRORS = (err.Conflict, err.InvalidPacket)  # state conflicts; a packet our edXML rules refuse
 
 REGISTRY: dict[str, Op] = {
     "health.healthz": Op({200: Body(schema={"type": "object", "properties": {"status": {"const": "ok"}}})},
@@ -390,6 +406,37 @@ REGISTRY: dict[str, Op] = {
         "policy_oids, renew_same_key) or a subject profile (fields: attribute, key, label, required, prefix, "
         "pattern, default_from)")}), auth=PEOPLE, params=(
         Param("kind", "path", "certificate or subject", {"enum": ["certificate", "subject"]}),)),
+    "exchange.send": Op(
+        {201: Body(OutgoingOut, description="accepted: one packet per recipient, delivered in the background")},
+        request=Body(SendBody), scope=_EXCHANGE,
+        errors=(err.NotFound, *_PACKET_ERRORS, err.SecretDocument, err.AxisRefused, err.ServiceUnavailable)),
+    "exchange.list_outgoing": Op({200: Body(OutgoingOut, items=True)}, scope=_EXCHANGE),
+    "exchange.get_outgoing": Op({200: _OUTGOING}, scope=_EXCHANGE),
+    "exchange.follow_up": Op(
+        {201: Body(OutgoingOut, description="revoke, update, replace: the new follow-up document"),
+         202: Body(OutgoingOut, description="take-back: the original document; the requests (13) are in "
+                                            "`status_requests`")},
+        request=Body(FollowUpIn, description="FollowUpBody for revoke, update and replace; TakeBackBody for "
+                                             "take-back"),
+        scope=_EXCHANGE, errors=_PACKET_ERRORS, params=(
+            Param("kind", "path", "revoke, update, replace, or take-back (ask for it back: status 13)",
+                  {"enum": list(get_args(FollowUpKind))}),)),
+    "exchange.retry": Op({200: Body(OutboxRetryOut)}, scope=_EXCHANGE, errors=(err.Conflict,)),
+    "exchange.list_incoming": Op({200: Body(IncomingSummaryOut, items=True)}, scope=_EXCHANGE, params=(
+        Param("state", "query", "only this state", {"enum": [s.value for s in IncomingState]}),)),
+    "exchange.get_incoming": Op({200: _INCOMING}, scope=_EXCHANGE),
+    "exchange.download": Op(
+        {200: Body(media=("application/pdf", "application/octet-stream"),
+                   description="the file as it arrived, with its own content type (usually a signed PDF)",
+                   headers=(("Content-Disposition", "attachment; filename*=UTF-8''<name>"),))},
+        scope=_EXCHANGE,
+        params=(Param("position", "path", "the file's `position` in `files`", _INT),)),
+    "exchange.answer": Op({200: _INCOMING}, request=Body(AnswerBody), scope=_EXCHANGE, errors=_PACKET_ERRORS),
+    "exchange.monthly": Op({200: Body(MonthlyReportOut)}, auth=PEOPLE, params=(
+        Param("month", "query", "the month (UTC+07:00)", {"type": "string", "pattern": r"^\d{4}-\d{2}$"},
+              required=True),
+        Param("organisation_id", "query", "the organisation (default: the caller's)"))),
+    "exchange.units": Op({200: Body(UnitOut, items=True)}, scope=_EXCHANGE),
     "pki.timestamp": Op({200: Body(media=("application/timestamp-reply",))},
                         request=Body(media=("application/timestamp-query",)), auth=PUBLIC,
                         errors=(err.ServiceUnavailable,), summary="RFC 3161 time-stamp authority"),

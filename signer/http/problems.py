@@ -14,11 +14,13 @@ from flask import Flask, Response, g, json, request
 from werkzeug.exceptions import HTTPException
 
 import hsm
-from exchange import ExchangeError
+from exchange.errors import AxisRejected, ExchangeError, PacketError
 from signer import audit
 from signer.errors import (
+    AxisRefused,
     Forbidden,
     InvalidInput,
+    InvalidPacket,
     NotFound,
     PayloadTooLarge,
     ServiceUnavailable,
@@ -68,6 +70,14 @@ def _audit_denial(exc: SignerError) -> None:
         log.exception("could not audit a denied request")
 
 
+def _from_exchange(exc: ExchangeError) -> SignerError:
+    if isinstance(exc, PacketError):
+        return InvalidPacket(str(exc), code=exc.code)
+    if isinstance(exc, AxisRejected):
+        return AxisRefused(str(exc), code=exc.error_code)
+    return ServiceUnavailable(f"the axis is not reachable: {exc}")
+
+
 def handle_signer_error(exc: SignerError) -> Response:
     if isinstance(exc, _DENIALS):
         _audit_denial(exc)
@@ -86,7 +96,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(ExchangeError)
     def _exchange(exc: ExchangeError) -> Response:
-        return handle_signer_error(ServiceUnavailable(str(exc)))
+        return handle_signer_error(_from_exchange(exc))
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:

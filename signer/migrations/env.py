@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import signer.interchange.models  # registers the exchange tables on Base.metadata
 import signer.lifecycle.models  # registers the lifecycle tables on Base.metadata
 import signer.signing.models  # noqa: F401 - registers the signing tables on Base.metadata
 from signer.models import Base
