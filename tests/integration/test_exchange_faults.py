@@ -159,3 +159,39 @@ def test_redis_down_while_sending_loses_nothing(fast: Services, fast_client: Any
         cycle(fast)
     assert _states(fast) == {OutboxState.SENT: COUNT}
     assert _received(fast) == COUNT
+
+
+def test_business_refusal_is_dead_at_once_and_failures_end_in_the_dead_letter(
+        fast: Services, fast_client: Any, sw: SigningWorld) -> None:
+    from signer.interchange.models import AxisUnit
+
+    port = free_port()
+    with running_axis(fast, port) as server:
+        register_all(fast, server.url)
+        with fast.db.session() as db:  # in our directory, unknown to the axis
+            db.add(AxisUnit(code="000.00.09.H53", unit_id="x", name="Đơn vị đã rời trục"))
+        request_id = sign_for_sending(fast_client, fast, sw)
+        sign_in(fast_client, "office-clerk", sw.world.password)
+        refused = fast_client.post("/v1/exchange/outgoing", json=send_body(request_id, ["000.00.09.H53"]))
+        assert refused.status_code == 201, refused.json
+        run_exchange_worker(fast, burst=True)
+        item = fast_client.get(f"/v1/exchange/outgoing/{refused.json['id']}").json["recipients"][0]
+        assert item["state"] == "dead" and item["attempts"] == 1, item  # no blind retry of a refusal
+        assert "unknown-recipient" in item["last_error"]
+    # The axis is gone: every attempt fails; after exchange_max_attempts the row is dead, error kept.
+    limited = Services.create(fast.settings.model_copy(update={"exchange_max_attempts": 2}))
+    try:
+        down = fast_client.post("/v1/exchange/outgoing", json=send_body(request_id, [B], number="77"))
+        assert down.status_code == 201, down.json
+        run_exchange_worker(limited, burst=True)  # attempt 1: the nudge queued with the send
+        assert _states(limited) == {"dead": 1, "pending": 1}
+        _backoff_elapses(limited)
+        assert delivery.sweep(limited) == 1
+        run_exchange_worker(limited, burst=True)  # attempt 2 of 2
+        item = fast_client.get(f"/v1/exchange/outgoing/{down.json['id']}").json["recipients"][0]
+        assert item["state"] == "dead" and item["attempts"] == 2, item
+        assert "ConnectionRefusedError" in item["last_error"]
+        assert delivery.sweep(limited) == 0  # the dead letter stays put until someone retries it
+    finally:
+        limited.close()
+        fast_client.delete("/v1/session")
