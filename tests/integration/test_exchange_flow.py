@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 import hsm
 from exchange import edxml
 from signer.interchange import local_axis
+from signer.interchange.packets import VN
 from signer.services import Services
 from signer.workers import run_exchange_worker
 from tests.conftest import World
@@ -95,6 +97,7 @@ def test_send_receive_answer_and_track(client: Any, services: Services, sw: Sign
         assert doc["details"]["subject"] == "Về việc ban hành quy chế làm việc"
 
     for code, doc in received.items():
+        assert _answer(client, world, users[code], doc["id"], "06").status_code == 409  # not accepted yet
         assert _answer(client, world, users[code], doc["id"], "03").status_code == 200
         assert _answer(client, world, users[code], doc["id"], "06").status_code == 200
     cycle(services)  # the answers go out; A polls its statuses
@@ -110,6 +113,21 @@ def test_send_receive_answer_and_track(client: Any, services: Services, sw: Sign
     cycle(services)
     assert [h["code"] for h in _outgoing(client, world, sent.json["id"])["recipients"][0]["history"]] == [
         "01", "03", "06"]
+
+    month = datetime.now(VN).strftime("%Y-%m")
+    sign_in(client, "office-admin", world.password)
+    report = client.get(f"/v1/exchange/reports/monthly?organisation_id={world.office}&month={month}").json
+    assert report["signed_documents"] == 2  # the leader's and the organisation's signing
+    assert report["sent"]["documents"] == 1 and report["sent"]["deliveries"] == 2
+    assert report["sent"]["statuses"] == {"06": 2} and report["sent"]["signed_share"] == 1.0
+    assert report["sent"]["by_recipient_class"]["H"]["documents"] == 2
+    client.delete("/v1/session")
+    sign_in(client, "other-admin", world.password)
+    report = client.get(f"/v1/exchange/reports/monthly?month={month}").json
+    assert report["received"]["documents"] == 1 and report["received"]["verdicts"] == {"valid": 1}
+    assert report["received"]["statuses_sent"] == {"01": 1, "03": 1, "06": 1}
+    assert client.get("/v1/exchange/reports/monthly?month=2026-13").status_code == 422
+    client.delete("/v1/session")
 
 
 def _tamper(services: Services) -> None:
@@ -170,3 +188,25 @@ def test_tampered_pdf_is_rejected_with_02_and_a_revoke_is_applied(client: Any, s
 def test_secret_documents_are_refused(client: Any, services: Services, sw: SigningWorld, axis: Any) -> None:
     resp = _send(client, sw.world, send_body("x", [B], secret=True))
     assert resp.status_code == 422 and resp.json["type"].endswith("secret-document"), resp.json
+
+
+def test_take_back_is_answered_15_and_the_document_withdrawn(client: Any, services: Services, sw: SigningWorld,
+                                                              axis: Any) -> None:
+    world = sw.world
+    sent = _send(client, world, send_body(sign_for_sending(client, services, sw), [B], number="10"))
+    assert sent.status_code == 201, sent.json
+    cycle(services)
+    sign_in(client, "office-clerk", world.password)
+    asked = client.post(f"/v1/exchange/outgoing/{sent.json['id']}/take-back", json={"reason": "Gửi nhầm nơi nhận"})
+    client.delete("/v1/session")
+    assert asked.status_code == 202 and asked.json["status_requests"][0]["code"] == "13", asked.json
+    cycle(services)
+    doc = _incoming(client, world, "other-admin", A)
+    assert doc["pending_action"] == "take-back" and doc["pending"] == {"reason": "Gửi nhầm nơi nhận"}
+    assert _answer(client, world, "other-admin", doc["id"], "03").status_code == 422  # a take-back wants 15/16
+    assert _answer(client, world, "other-admin", doc["id"], "15").status_code == 200
+    cycle(services)
+    cycle(services)
+    assert _incoming(client, world, "other-admin", A)["state"] == "withdrawn"
+    recipient = _outgoing(client, world, sent.json["id"])["recipients"][0]
+    assert [h["code"] for h in recipient["history"]] == ["01", "15"] and recipient["status"] == "15"
