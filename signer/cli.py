@@ -119,19 +119,43 @@ def init(ctx: Context, org_code: str, org_name: str, admin_username: str) -> Non
         click.echo(f"created admin {admin_username!r}")
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @click.option("--org-code", default="000.00.00.H53", show_default=True, help="The organisation `init` created.")
-@pass_ctx
-def demo(ctx: Context, org_code: str) -> None:
-    """Demo people, credentials, phones and an API key (idempotent; never for production)."""
+@click.option("--partner-code", default="000.00.02.H53", show_default=True,
+              help="The second organisation, the one the exchange walk-through sends to.")
+@click.pass_context
+def demo(click_ctx: click.Context, org_code: str, partner_code: str) -> None:
+    """Demo people, credentials, phones, an API key and two organisations on the local axis (idempotent;
+    never for production). `signer demo exchange` then walks the exchange story against `signer run`."""
+    if click_ctx.invoked_subcommand is not None:
+        return
     from signer import demo as demo_data
 
-    made = demo_data.create(ctx.services, org_code, ctx.settings.public_url)
+    ctx = click_ctx.ensure_object(Context)
+    made = demo_data.create(ctx.services, org_code, ctx.settings.public_url, partner_code)
     click.echo(json.dumps({
         "api_key_file": str(made.api_key_file), "leader_credential": made.leader_credential,
         "seal_credential": made.seal_credential, "pin_file": str(made.pin_file),
         "phones": {u: str(p) for u, p in made.phones.items()},
-        "password_files": {u: str(p) for u, p in made.password_files.items()}}, ensure_ascii=False, indent=2))
+        "password_files": {u: str(p) for u, p in made.password_files.items()},
+        "partner_code": made.partner_code,
+        "axis_config": str(made.axis_config) if made.axis_config else None}, ensure_ascii=False, indent=2))
+
+
+@demo.command("exchange")
+@click.option("--partner-code", default="000.00.02.H53", show_default=True, help="The organisation to send to.")
+@click.option("--base-url", help="The running service [default: SIGNER_PUBLIC_URL].")
+@click.option("--timeout", "timeout_s", default=90.0, show_default=True, type=click.FloatRange(1, 3600),
+              help="Seconds to wait for each step (signing, delivery, each status).")
+@pass_ctx
+def demo_exchange(ctx: Context, partner_code: str, base_url: str | None, timeout_s: float) -> None:
+    """With `signer run` up: sign (leader, then seal), send to the partner over the axis, receive,
+    verify and answer there, and show the sender's per-recipient statuses."""
+    from signer import demo_exchange as walk
+    from signer.interchange import directory as axis_directory
+
+    walk.run(base_url or ctx.settings.public_url, ctx.settings.state_dir, partner_code=partner_code,
+             timeout_s=timeout_s, sync_directory=lambda: axis_directory.sync(ctx.services))
 
 
 # -- administration ------------------------------------------------------------------------------

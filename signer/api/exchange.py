@@ -82,7 +82,7 @@ def send() -> ResponseReturnValue:
     principal = current_principal()
     body = parse_json(sending.SendBody)
     svc = services()
-    directory.sync_if_empty(svc)
+    directory.sync_if_missing(svc, body.recipients)
     with svc.db.session() as db:
         outgoing = sending.send(db, svc.blobs, principal, body)
         return jsonify(outgoing_view(db, outgoing)), 201

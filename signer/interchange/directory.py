@@ -39,12 +39,12 @@ def sync(services: Services) -> int:
     return len(agencies)
 
 
-def sync_if_empty(services: Services) -> None:
-    """A first send before the scheduler's first run still finds its recipients."""
+def sync_if_missing(services: Services, codes: list[str]) -> None:
+    """A send to a unit that joined the axis since the last hourly sync still finds it."""
     with services.db.session(readonly=True) as db:
-        empty = db.scalar(select(AxisUnit.code).limit(1)) is None
+        known = set(db.scalars(select(AxisUnit.code).where(AxisUnit.code.in_(codes))))
         has_account = bool(accounts(db))
-    if empty and has_account:
+    if has_account and set(codes) - known:
         sync(services)
 
 
