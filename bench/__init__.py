@@ -19,6 +19,7 @@ REGISTRY: dict[str, str] = {
     "hsm_sign": "bench.hsm_sign",
     "sign_throughput": "bench.sign_throughput",
     "approval_latency": "bench.approval_latency",
+    "exchange_throughput": "bench.exchange_throughput",
 }
 
 

@@ -205,6 +205,7 @@ class Service:
             SIGNER_SECRET_KEY=secrets.token_hex(32),
             SIGNER_ADMIN_PASSWORD=secrets.token_urlsafe(18),
             SIGNER_BIND=f"127.0.0.1:{self.port}",
+            SIGNER_AXIS_BIND=f"127.0.0.1:{free_port()}",  # the local axis `signer run` starts beside
             SIGNER_PUBLIC_URL=self.base_url,
             SIGNER_QUEUE_PREFIX=f"bench{secrets.token_hex(4)}",
             PYTHONPATH=str(REPO),  # the set-up step imports bench.service

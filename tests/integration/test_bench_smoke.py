@@ -39,3 +39,26 @@ def test_approval_latency_runs_end_to_end(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert data["requests"] == 3 and len(data["latency_ms"]["all"]) == 3
     assert data["outputs_valid"] is True and data["baseline_ms"] > 0 and data["validated"] >= 1
+
+
+def test_exchange_throughput_quick(tmp_path: Path) -> None:
+    """`signer run` with its local axis and exchange worker: --quick sends 6 envelopes x 3 recipients, receives
+    and verifies every packet, and times both baselines (no timing asserted)."""
+    out = tmp_path / "exchange.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "exchange_throughput", "--quick", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=180, check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("SIGNER_")},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = json.loads(out.read_text())
+    assert data["settings"]["envelopes_per_round"] == 6 and data["settings"]["recipients"] == 3
+    for phase in ("send", "receive"):
+        result = data["results"][phase]
+        for unit in ("envelopes_per_s", "packets_per_s"):
+            assert result[unit]["service"] > 0 and result[unit]["baseline"] > 0, (phase, result)
+        assert result["ratio"] > 0
+    outputs = data["outputs"]
+    assert outputs["all_arrived"] is True and outputs["all_valid"] is True and outputs["ok"] is True
+    assert outputs["incoming"] == outputs["edoc_sent"] == outputs["packets_expected"] >= 18
+    assert outputs["baseline_intact_and_valid"] == outputs["baseline_pdfs"] == 18
