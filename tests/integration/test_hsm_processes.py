@@ -33,11 +33,16 @@ def test_four_threads_sign_2000_times_each_without_crashing(token: hsm.Hsm, rsa_
             public.verify(signatures[i], f"{n}:{i}".encode(), padding.PKCS1v15(), hashes.SHA256())
 
 
-def test_mixed_operations_from_many_threads_do_not_crash(token: hsm.Hsm, rsa_key: hsm.KeyInfo,
-                                                         ec_key: hsm.KeyInfo) -> None:
+def test_mixed_operations_from_many_threads_do_not_crash(softhsm: SoftHsm, hsm_config: hsm.HsmConfig) -> None:
     # Object searches and attribute reads have no per-session guard in python-pkcs11: with the
     # process lock disabled this workload kills the interpreter (segfault or glibc heap abort)
     # within a second, or hangs (20 of 20 runs). 8 threads x 500 operations, 2-3 s with the lock.
+    # A token of its own: enumerations cost O(keys), and the shared token holds every key the
+    # suite made before (at ~300 keys this took minutes instead of seconds).
+    softhsm.create_token("test-mixed")
+    token = hsm.Hsm(hsm.HsmConfig(hsm_config.module, "test-mixed", softhsm.pin))
+    rsa_key = token.generate_key("mixed-rsa", hsm.KeySpec.parse("rsa-2048"))
+    ec_key = token.generate_key("mixed-ec", hsm.KeySpec.parse("ec-p256"))
     threads, rounds = 8, 500
     digest = hsm.ECDSA_SHA256.digest(b"digest")
     start = threading.Barrier(threads)
