@@ -88,7 +88,7 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
     step "mypy"
     .venv/bin/mypy
     step "pytest $*"
-    .venv/bin/pytest "$@"
+    .venv/bin/pytest --durations=15 "$@"
     # Guards the acceptance ratio (hsm/ >= 0.9 of plain python-pkcs11 for RSA-2048) on every run;
     # one process, 5 rounds, and the check accepts the wall-clock or the CPU ratio, so CI noise
     # on 2 cores cannot masquerade as layer overhead (bench/README.md).

@@ -48,6 +48,10 @@ from tests.support import REPO, free_port
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page, ViewportSize
 
+# The browser side of the phone app; the server-side request states it drives are covered on both
+# backends by tests/integration/test_sign_requests.py and test_sweeper.py.
+pytestmark = pytest.mark.one_db
+
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts" / "phone"
 VIEWPORT: ViewportSize = {"width": 360, "height": 740}

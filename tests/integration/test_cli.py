@@ -67,6 +67,7 @@ def test_administration_commands(cli_env: dict[str, str], services: Services, to
     assert "intact: 5 rows" in run(cli_env, "audit", "verify")
 
 
+@pytest.mark.one_db  # validation and the token; commit failures stay on both
 def test_failed_registration_leaves_no_key_on_the_token(cli_env: dict[str, str], token: hsm.Hsm) -> None:
     run(cli_env, "create-org", "--code", "000.00.00.H14", "--name", "UBND tỉnh Cao Bằng")
     before = set(token.list_keys())
@@ -78,6 +79,7 @@ def test_failed_registration_leaves_no_key_on_the_token(cli_env: dict[str, str],
     assert set(token.list_keys()) == before
 
 
+@pytest.mark.one_db  # CLI output
 def test_errors_are_one_line_without_traceback(cli_env: dict[str, str]) -> None:
     result = CliRunner().invoke(main, ["create-org", "--code", "bad", "--name", "x"], env=cli_env)
     assert result.exit_code == 1
@@ -152,6 +154,7 @@ def test_any_failure_after_generation_removes_the_key(cli_env: dict[str, str], t
         assert s.scalar(select(func.count()).select_from(Credential)) == 0
 
 
+@pytest.mark.one_db  # PKI artefacts checked with openssl
 def test_builtin_ca_certify_and_device(cli_env: dict[str, str], services: Services, tmp_path: Path) -> None:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat

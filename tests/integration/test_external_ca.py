@@ -174,6 +174,7 @@ def _state(services: Services, a: Awaiting) -> tuple[str, str | None, str, str]:
 
 # -- export ----------------------------------------------------------------------------------------
 
+@pytest.mark.one_db  # CSR, summary and PDF rendering
 def test_csr_and_summary_go_out_for_the_government_ca(client: Any, services: Services, world: World,
                                                       awaiting: Awaiting, tmp_path: Path) -> None:
     login(client, world, "office-ra")
@@ -276,6 +277,7 @@ def test_pem_bundle_activates_the_credential(client: Any, services: Services, wo
     assert_problem(again, 409, "invalid-state")
 
 
+@pytest.mark.one_db  # PKCS#7 parsing; activation stays on both
 @pytest.mark.parametrize("outform", ["DER", "PEM"])
 def test_pkcs7_from_openssl_is_accepted(client: Any, services: Services, world: World, gov: GovernmentCa,
                                         awaiting: Awaiting, tmp_path: Path, outform: str) -> None:

@@ -269,6 +269,7 @@ def _validate_online(cert: x509.Certificate, issuing: x509.Certificate, roots: l
     asyncio.run(run())
 
 
+@pytest.mark.one_db  # certificate and PDF validation
 def test_certvalidator_online_and_blt_from_embedded_data(client: Any, services: Services, sw: SigningWorld,
                                                          served: Served, token: hsm.Hsm) -> None:
     world = sw.world

@@ -26,7 +26,7 @@ from tests.conftest import World
 from tests.signing_support import make_signing_world
 
 # The description does not depend on the database: one backend is enough.
-pytestmark = pytest.mark.parametrize("db_template", ["sqlite"], indirect=True)
+pytestmark = pytest.mark.one_db
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
 
 

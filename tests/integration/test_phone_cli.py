@@ -23,6 +23,10 @@ from tests.conftest import World
 from tests.signing_support import SigningWorld, make_signing_world
 from tests.support import free_port
 
+# The reference phone client (a CLI) and its own checks; the server-side outcomes it triggers are
+# covered on both backends by test_sign_requests.py and test_devices.py.
+pytestmark = pytest.mark.one_db
+
 PIN = "135790"
 Tamper = Callable[[dict[str, Any]], None]
 

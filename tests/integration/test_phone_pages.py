@@ -21,6 +21,10 @@ from tests.conftest import World
 from tests.pdfs import decision_pdf
 from tests.signing_support import SigningWorld, make_signing_world
 
+# Server-rendered phone pages and their event stream: nothing here depends on the database
+# backend; the listings behind them are covered on both backends by test_holder_inbox.py.
+pytestmark = pytest.mark.one_db
+
 
 @pytest.fixture
 def sw(services: Services, world: World, token: hsm.Hsm, client: Any) -> SigningWorld:

@@ -93,6 +93,7 @@ def roots(services: Services) -> Any:
 # -- batches and formats ----------------------------------------------------------------------
 
 
+@pytest.mark.one_db  # PDF preparation and signing; large batches on both: test_sign_hash_batches.py
 @pytest.mark.slow
 def test_batch_of_100_pdfs_signed_after_one_approval(client: Any, services: Services, sw: SigningWorld) -> None:
     pdf = decision_pdf()
@@ -114,6 +115,7 @@ def test_batch_of_100_pdfs_signed_after_one_approval(client: Any, services: Serv
     assert [a.status for a in used] == ["consumed"]
 
 
+@pytest.mark.one_db  # the CMS output format
 def test_detached_cms_verifies_with_openssl(client: Any, services: Services, sw: SigningWorld,
                                            tmp_path: Path) -> None:
     content = "<VanBan>Nội dung XML bất kỳ</VanBan>".encode()
@@ -149,6 +151,7 @@ def test_detached_cms_verifies_with_openssl(client: Any, services: Services, sw:
         file.write_bytes(content)
 
 
+@pytest.mark.one_db  # the raw signature format
 def test_sign_hash_returns_a_raw_signature(client: Any, services: Services, sw: SigningWorld) -> None:
     digests = {alg: hashlib.new(alg, b"document kept by the DMS").digest() for alg in ("sha256", "sha384")}
     docs = [{"name": f"hash {alg}", "format": "raw", "hash": d.hex(), "hash_algorithm": alg}
@@ -173,6 +176,7 @@ def test_sign_hash_returns_a_raw_signature(client: Any, services: Services, sw: 
     _ = padding
 
 
+@pytest.mark.one_db  # request parsing
 def test_multipart_upload(client: Any, services: Services, sw: SigningWorld) -> None:
     meta = {"credential_id": sw.leader_credential, "documents": [
         {"name": "Tờ trình", "format": "pades", "profile": "approved", "file": "doc0",
@@ -351,17 +355,19 @@ def test_forged_signature_and_foreign_device_sign_nothing(client: Any, services:
 # -- bad input --------------------------------------------------------------------------------
 
 
+# Documents are validated and prepared before anything is written (signing/requests.py create), so
+# the malformed-input cases run once; the credential look-ups (database queries) run on both.
 @pytest.mark.parametrize(("case", "status_code", "slug"), [
-    ("truncated", 422, "invalid-document"),
-    ("encrypted", 422, "invalid-document"),
-    ("not-pdf", 422, "invalid-document"),
-    ("bad-hash", 422, "invalid-input"),
-    ("bad-base64", 422, "invalid-input"),
+    pytest.param("truncated", 422, "invalid-document", marks=pytest.mark.one_db),
+    pytest.param("encrypted", 422, "invalid-document", marks=pytest.mark.one_db),
+    pytest.param("not-pdf", 422, "invalid-document", marks=pytest.mark.one_db),
+    pytest.param("bad-hash", 422, "invalid-input", marks=pytest.mark.one_db),
+    pytest.param("bad-base64", 422, "invalid-input", marks=pytest.mark.one_db),
     ("unknown-credential", 404, "not-found"),
     ("other-org-credential", 404, "not-found"),
-    ("too-many", 422, "invalid-input"),
-    ("too-many-hashes", 422, "invalid-input"),
-    ("files-in-a-hash-batch", 422, "invalid-input"),
+    pytest.param("too-many", 422, "invalid-input", marks=pytest.mark.one_db),
+    pytest.param("too-many-hashes", 422, "invalid-input", marks=pytest.mark.one_db),
+    pytest.param("files-in-a-hash-batch", 422, "invalid-input", marks=pytest.mark.one_db),
 ])
 def test_bad_input_is_refused_and_nothing_stored(client: Any, services: Services, sw: SigningWorld,
                                                  case: str, status_code: int, slug: str) -> None:
@@ -386,6 +392,7 @@ def test_bad_input_is_refused_and_nothing_stored(client: Any, services: Services
     assert fingerprint(services) == before and blob_count(services) == blobs
 
 
+@pytest.mark.one_db  # refused while streaming, before any database work
 def test_upload_over_the_limit_is_413_while_streaming(client: Any, services: Services, sw: SigningWorld) -> None:
     big = b"%PDF-1.7\n" + b"0" * (60 * 1024 * 1024)
     meta = {"credential_id": sw.leader_credential, "documents": [
@@ -484,6 +491,7 @@ def test_failed_webhook_is_kept_and_retried(client: Any, services: Services, sw:
     assert len(received) == 2 and json.loads(received[1][1])["state"] == "CANCELLED"
 
 
+@pytest.mark.one_db  # a PDF check; rollbacks on refusal stay on both above
 def test_certified_no_changes_pdf_is_refused(client: Any, services: Services, sw: SigningWorld) -> None:
     from asn1crypto import keys as asn1_keys
     from asn1crypto import x509 as asn1_x509

@@ -27,6 +27,9 @@ from tests.pdfs import decision_pdf
 from tests.signing_support import SigningWorld, approve, make_signing_world
 from tests.support import forced_reencodes
 
+# PAdES levels and profiles (PDF, CMS, DSS, timestamps): nothing here depends on the database backend.
+pytestmark = pytest.mark.one_db
+
 LEVELS = ["B-B", "B-T", "B-LT", "B-LTA"]
 
 

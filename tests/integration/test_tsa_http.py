@@ -33,6 +33,9 @@ from tests.pdfs import decision_pdf
 from tests.signing_support import approve, make_signing_world
 from tests.support import SoftHsm, free_port, worker_env
 
+# RFC 3161 over HTTP and an external TSA URL: nothing here depends on the database backend.
+pytestmark = pytest.mark.one_db
+
 TSA_CALLS: list[str] = []
 
 

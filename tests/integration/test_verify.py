@@ -33,6 +33,10 @@ from signer.workers import run_hsm_worker
 from tests.conftest import World
 from tests.signing_support import SigningWorld, approve, make_signing_world
 
+# Verification reports (PDF/CMS validation): nothing here depends on the database backend; revocation
+# itself is covered on both backends by test_revocation.py.
+pytestmark = pytest.mark.one_db
+
 CONTENT = b"BT /F1 18 Tf 72 760 Td (Quyet dinh so 07) Tj ET"
 XML = "<VanBan>Nội dung bất kỳ</VanBan>".encode()
 

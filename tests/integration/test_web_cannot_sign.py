@@ -18,6 +18,9 @@ from tests.conftest import World
 from tests.signing_support import SigningWorld, approve, make_signing_world
 from tests.support import SoftHsm, worker_env
 
+# Which process holds the PIN: nothing here depends on the database backend.
+pytestmark = pytest.mark.one_db
+
 
 @pytest.fixture
 def sw(services: Services, world: World, token: hsm.Hsm) -> SigningWorld:

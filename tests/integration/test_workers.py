@@ -20,6 +20,7 @@ from signer.workers import run_hsm_worker
 from tests.support import SoftHsm, in_threads, worker_env
 
 
+@pytest.mark.one_db  # rq, the token and the heartbeat in Redis
 def test_hsm_worker_runs_jobs_in_process(services: Services) -> None:
     job = queue(services, HSM).enqueue(hsm_jobs.token_status)
     run_hsm_worker(services, burst=True)
@@ -29,6 +30,7 @@ def test_hsm_worker_runs_jobs_in_process(services: Services) -> None:
     assert heartbeat.alive(services, "hsm") == []  # a stopped worker forgets its beat
 
 
+@pytest.mark.one_db  # rq and the token
 def test_hsm_worker_waits_for_a_token_that_is_briefly_missing(services: Services,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Two hsm workers starting together: SoftHSM2 can show no token to one of them for an instant."""
@@ -61,6 +63,7 @@ def _wait(predicate: Any, timeout: float = 30.0) -> bool:
     return False
 
 
+@pytest.mark.one_db  # the worker's heartbeat in Redis; readyz's database check is a SELECT 1
 def test_readyz_follows_the_hsm_worker(client: Any, services: Services, settings: Settings,
                                        softhsm: SoftHsm) -> None:
     assert client.get("/healthz").json == {"status": "ok"}
@@ -80,6 +83,7 @@ def test_readyz_follows_the_hsm_worker(client: Any, services: Services, settings
     assert client.get("/readyz").status_code == 503
 
 
+@pytest.mark.one_db  # the PIN check, before any database
 def test_worker_with_wrong_pin_refuses_to_start(settings: Settings, softhsm: SoftHsm) -> None:
     env = dict(_worker_env(settings, softhsm), SIGNER_HSM_PIN="0000")
     out = subprocess.run([sys.executable, "-m", "signer.cli", "worker", "hsm"], env=env,
@@ -88,6 +92,7 @@ def test_worker_with_wrong_pin_refuses_to_start(settings: Settings, softhsm: Sof
     assert "PinIncorrect" in out.stderr and "0000" not in out.stderr
 
 
+@pytest.mark.one_db  # Redis down
 def test_readyz_without_redis_is_503(client: Any, services: Services,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     import redis
@@ -185,6 +190,7 @@ def test_while_the_leader_renews_the_other_scheduler_never_leads(services: Servi
     assert sorted(n > 0 for n in led) == [False, True]
 
 
+@pytest.mark.one_db  # rq's blocking read on Redis
 def test_idle_worker_stays_up_and_serves_later_jobs(services: Services, settings: Settings,
                                                    softhsm: SoftHsm) -> None:
     # rq blocks on the queue for minutes; a read timeout on that connection used to kill an idle worker.
