@@ -107,3 +107,16 @@ def approve(client: Any, world: World, holder: Holder, req: dict[str, Any], *,
     out = client.post(f"/v1/sign-requests/{req['id']}/approval", json=body)
     client.delete("/v1/session")
     return out
+
+
+def add_images(client: Any, sw: SigningWorld) -> None:
+    """The leader's signature image and the organisation's seal, set by the office admin."""
+    from tests.images import seal_png, signature_png
+
+    login = client.post("/v1/session", json={"username": "office-admin", "password": sw.world.password})
+    assert login.status_code == 200, login.json
+    for cred, kind, png in ((sw.leader_credential, "signature", signature_png()),
+                            (sw.seal_credential, "seal", seal_png())):
+        resp = client.put(f"/v1/credentials/{cred}/images/{kind}", data=png, content_type="image/png")
+        assert resp.status_code == 200, resp.json
+    client.delete("/v1/session")

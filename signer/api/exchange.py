@@ -129,9 +129,7 @@ def retry(item_id: str) -> ResponseReturnValue:
         item = db.get(OutboxItem, item_id)
         if item is None:
             raise NotFound("outbox row not found")
-        sending.get_outgoing(db, principal, item.outgoing_id) if item.outgoing_id else None
-        answers.get_incoming(db, principal, item.incoming_id) if item.incoming_id else None
-        sending._require_sender(db, principal, item.organisation_id)
+        sending.require_sender(db, principal, item.organisation_id)
         item = delivery.retry(db, item_id)
         return jsonify(id=item.id, state=item.state)
 

@@ -7,6 +7,8 @@ take-back (13) is answered 15 (agree) or 16 (refuse).
 
 from __future__ import annotations
 
+from datetime import date
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -43,8 +45,6 @@ def queue_status(db: Session, blobs: BlobStore, incoming: Incoming, code: str, d
     assert org is not None
     details = incoming.details
     day = (details.get("promulgation") or {}).get("date")
-    from datetime import date
-
     packet = edxml.StatusPacket(
         sender=organ(db, org),
         response_for=edxml.ResponseFor(organ_id=incoming.sender, code=incoming.code,

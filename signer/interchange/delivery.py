@@ -15,10 +15,11 @@ from datetime import timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from exchange.errors import AxisRejected, AxisUnavailable, ExchangeError
+from exchange.errors import AxisRejected, ExchangeError
 from exchange.transport import MessageType
 from signer import audit
 from signer.db import after_commit
+from signer.errors import Conflict
 from signer.interchange.accounts import organisation_code, transport_for
 from signer.interchange.models import Incoming, OutboxItem, OutboxState
 from signer.models import utcnow
@@ -38,8 +39,6 @@ def deliver_after_commit(db: Session, item_ids: list[str]) -> None:
 
 
 def enqueue(services: Services, item_ids: list[str], *, delay_s: float = 0.0) -> None:
-    from datetime import timedelta as td
-
     from signer.jobs.exchange import deliver_item
     from signer.queues import EXCHANGE, queue
 
@@ -47,7 +46,7 @@ def enqueue(services: Services, item_ids: list[str], *, delay_s: float = 0.0) ->
     for item_id in item_ids:
         kwargs = {"result_ttl": 60, "failure_ttl": 86400, "description": f"deliver outbox {item_id}"}
         if delay_s > 0:
-            q.enqueue_in(td(seconds=delay_s), deliver_item, item_id, **kwargs)
+            q.enqueue_in(timedelta(seconds=delay_s), deliver_item, item_id, **kwargs)
         else:
             q.enqueue(deliver_item, item_id, **kwargs)
 
@@ -82,7 +81,7 @@ def deliver(services: Services, item_id: str) -> str:
         axis_doc_id = transport.send(packet, sender=org_code, message_type=message_type)
     except AxisRejected as exc:
         return _failed(services, item_id, f"the axis refused it ({exc.error_code}): {exc}", final=True)
-    except (AxisUnavailable, ExchangeError, OSError) as exc:
+    except (ExchangeError, OSError) as exc:  # AxisUnavailable and the like: try again later
         return _failed(services, item_id, f"{type(exc).__name__}: {exc}", final=False)
     with services.db.session() as db:
         item = db.get(OutboxItem, item_id)
@@ -148,8 +147,6 @@ def retry(db: Session, item_id: str) -> OutboxItem:
     """Give a dead row another round of attempts (an admin's decision after fixing the cause)."""
     item = db.get(OutboxItem, item_id)
     if item is None or item.state != OutboxState.DEAD:
-        from signer.errors import Conflict
-
         raise Conflict("only a dead outbox row can be retried")
     item.state, item.attempts, item.next_attempt_at = OutboxState.PENDING, 0, utcnow()
     deliver_after_commit(db, [item.id])

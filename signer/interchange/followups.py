@@ -18,7 +18,15 @@ from signer.errors import Conflict, InvalidInput
 from signer.interchange import delivery
 from signer.interchange.models import OutboxItem, OutboxState, Outgoing
 from signer.interchange.packets import local_now, organ, staff_dict, staff_of, unit_organ
-from signer.interchange.sending import FollowUpBody, _attachments, _build, _require_sender, _signed_pdfs, get_outgoing
+from signer.interchange.sending import (
+    FollowUpBody,
+    attachments_of,
+    build_checked,
+    get_outgoing,
+    require_sender,
+    signed_pdfs,
+    store_packets,
+)
 from signer.models import Organisation
 from signer.principal import Principal
 
@@ -28,7 +36,7 @@ KINDS = {"revoke": edxml.BusinessType.REVOKE, "update": edxml.BusinessType.UPDAT
 
 def _original(db: Session, principal: Principal, outgoing_id: str) -> tuple[Outgoing, Organisation, list[str]]:
     original = get_outgoing(db, principal, outgoing_id)
-    _require_sender(db, principal, original.organisation_id)
+    require_sender(db, principal, original.organisation_id)
     if original.business_type != edxml.BusinessType.NEW:
         raise Conflict("follow-ups apply to the original document, not to another follow-up")
     recipients = [i.recipient for i in original.items if i.kind == "edoc" and i.state != OutboxState.DEAD]
@@ -57,8 +65,8 @@ def follow_up(db: Session, blobs: BlobStore, principal: Principal, outgoing_id: 
         if not body.sign_request_id:
             raise InvalidInput(f"an {kind} carries the newly signed version: give sign_request_id",
                                field="sign_request_id")
-        _, pdfs = _signed_pdfs(db, blobs, principal, body.sign_request_id)
-        attachments = _attachments(pdfs)
+        _, pdfs = signed_pdfs(db, blobs, principal, body.sign_request_id)
+        attachments = attachments_of(pdfs)
     staff = staff_of(db, principal, body.staff.model_dump() if body.staff else None)
     doc_type = KINDS[kind]
     business = edxml.Business(
@@ -81,20 +89,14 @@ def follow_up(db: Session, blobs: BlobStore, principal: Principal, outgoing_id: 
     packets = {}
     for r in recipients:
         packet = replace(base, recipients=(unit_organ(db, r),))
-        packets[r] = _build(packet) if attachments else edxml.build(packet)
+        packets[r] = build_checked(packet)
     outgoing = Outgoing(organisation_id=org.id, sign_request_id=body.sign_request_id, previous_id=original.id,
                         document_id=original.document_id, business_type=doc_type, code=original.code,
                         subject=original.subject, created_by=principal.ref,
                         details={**d, "reason": body.reason, "staff": staff_dict(staff),
                                  "files": [{"name": a.name, "size": len(a.data)} for a in attachments]})
     db.add(outgoing)
-    ids = []
-    for recipient, data in packets.items():
-        item = OutboxItem(organisation_id=org.id, kind="edoc", outgoing=outgoing, recipient=recipient,
-                          packet_blob=blobs.put(data, prefix="edxml"))
-        db.add(item)
-        db.flush()
-        ids.append(item.id)
+    ids = store_packets(db, blobs, outgoing, packets)
     audit.record(db, actor=principal.ref, action=f"exchange.{kind}", target=f"outgoing:{outgoing.id}",
                  organisation_id=org.id, detail={"document_id": original.document_id, "of": original.id,
                                                  "recipients": recipients})

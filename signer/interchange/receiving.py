@@ -27,6 +27,7 @@ from signer.interchange.accounts import accounts, organisation_code, transport_f
 from signer.interchange.checks import verify_files
 from signer.interchange.models import Incoming, IncomingState, OutboxItem, Outgoing, StatusEvent
 from signer.interchange.packets import code_text, header_details, to_utc
+from signer.models import aware
 from signer.services import Services
 
 log = logging.getLogger(__name__)
@@ -187,15 +188,9 @@ def _status(services: Services, organisation_id: str, code: str, envelope: Envel
                            sender=packet.sender.organ_id, status_code=packet.status_code,
                            description=packet.description[:2000], at=at,
                            staff={"department": packet.staff.department, "staff": packet.staff.staff}))
-        if item is not None and (item.status_at is None or _aware(item.status_at) <= at):
+        if item is not None and (item.status_at is None or aware(item.status_at) <= at):
             item.status, item.status_at = packet.status_code, at
     report.statuses += 1
-
-
-def _aware(value: Any) -> Any:
-    from signer.models import aware
-
-    return aware(value)
 
 
 def _answered_item(db: Session, organisation_id: str, packet: edxml.StatusPacket) -> OutboxItem | None:

@@ -7,6 +7,7 @@ fixed at that moment and survives any crash; the exchange worker only delivers b
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 from exchange import edxml, organ_id
 from exchange.errors import PacketError
 from signer import audit
-from signer.authz import require_organisation, require_scope
+from signer.authz import require_organisation, require_scope, visible_organisations
 from signer.blobs import BlobStore
 from signer.errors import Conflict, Forbidden, InvalidInput, InvalidPacket, NotFound, SecretDocument
 from signer.interchange import delivery
@@ -92,7 +93,7 @@ class FollowUpBody(BaseModel):
     staff: StaffIn | None = None
 
 
-def _require_sender(db: Session, principal: Principal, organisation_id: str) -> None:
+def require_sender(db: Session, principal: Principal, organisation_id: str) -> None:
     require_scope(principal, "exchange")
     if principal.kind == "user" and not principal.has_any_role(SENDERS):
         raise Forbidden("sending over the axis needs the clerk role")
@@ -101,12 +102,12 @@ def _require_sender(db: Session, principal: Principal, organisation_id: str) -> 
     require_organisation(db, principal, organisation_id, "sign request")
 
 
-def _signed_pdfs(db: Session, blobs: BlobStore, principal: Principal, request_id: str) -> tuple[SignRequest, list[
+def signed_pdfs(db: Session, blobs: BlobStore, principal: Principal, request_id: str) -> tuple[SignRequest, list[
         tuple[str, bytes]]]:
     req = db.get(SignRequest, request_id)
     if req is None:
         raise NotFound("sign request not found")
-    _require_sender(db, principal, req.organisation_id)
+    require_sender(db, principal, req.organisation_id)
     if req.state != RequestState.COMPLETED:
         raise Conflict(f"the sign request is {req.state}: only completed requests are sent")
     if req.credential.kind != CredentialKind.ORGANISATION:
@@ -125,7 +126,7 @@ def _file_name(name: str) -> str:
     return cleaned if cleaned.lower().endswith(".pdf") else f"{cleaned}.pdf"
 
 
-def _attachments(pdfs: list[tuple[str, bytes]]) -> tuple[edxml.Attachment, ...]:
+def attachments_of(pdfs: list[tuple[str, bytes]]) -> tuple[edxml.Attachment, ...]:
     return tuple(edxml.pdf_attachment(str(i + 1), _file_name(name), data, description=name)
                  for i, (name, data) in enumerate(pdfs))
 
@@ -147,7 +148,7 @@ def _check_recipients(db: Session, sender: str, recipients: list[str]) -> list[s
     return seen
 
 
-def _store_packets(db: Session, blobs: BlobStore, outgoing: Outgoing, packets: dict[str, bytes]) -> list[str]:
+def store_packets(db: Session, blobs: BlobStore, outgoing: Outgoing, packets: dict[str, bytes]) -> list[str]:
     ids = []
     for recipient, data in packets.items():
         item = OutboxItem(organisation_id=outgoing.organisation_id, kind="edoc", outgoing=outgoing,
@@ -158,7 +159,7 @@ def _store_packets(db: Session, blobs: BlobStore, outgoing: Outgoing, packets: d
     return ids
 
 
-def _build(packet: edxml.DocumentPacket) -> bytes:
+def build_checked(packet: edxml.DocumentPacket) -> bytes:
     try:
         edxml.validate_for_sending(packet)
         return edxml.build(packet)
@@ -170,7 +171,7 @@ def send(db: Session, blobs: BlobStore, principal: Principal, body: SendBody) ->
     """Accept a send: one stored packet and one outbox row per recipient, delivered after commit."""
     if body.secret:
         raise SecretDocument("văn bản mật không được gửi qua trục liên thông (secret documents are never sent)")
-    req, pdfs = _signed_pdfs(db, blobs, principal, body.sign_request_id)
+    req, pdfs = signed_pdfs(db, blobs, principal, body.sign_request_id)
     org = db.get(Organisation, req.organisation_id)
     assert org is not None
     recipients = _check_recipients(db, org.code, body.recipients)
@@ -179,7 +180,7 @@ def send(db: Session, blobs: BlobStore, principal: Principal, body: SendBody) ->
     document_id = edxml.document_id(org.code, day, code)
     _refuse_resend(db, org.id, document_id, recipients)
     staff = staff_of(db, principal, body.staff.model_dump() if body.staff else None)
-    attachments = _attachments(pdfs)
+    attachments = attachments_of(pdfs)
     base = edxml.DocumentPacket(
         sender=organ(db, org), recipients=(), document_id=document_id, code=code,
         promulgation=edxml.Promulgation(body.place, day),
@@ -197,7 +198,7 @@ def send(db: Session, blobs: BlobStore, principal: Principal, body: SendBody) ->
                                 reason="Văn bản điện tử mới", staff=staff),
         attachments=attachments,
     )
-    packets = {r: _build(_for(base, unit_organ(db, r))) for r in recipients}
+    packets = {r: build_checked(replace(base, recipients=(unit_organ(db, r),))) for r in recipients}
     details: dict[str, Any] = {
         "promulgation_date": day.isoformat(), "document_type": body.document_type.model_dump(),
         "signer": body.signer.model_dump(), "priority": body.priority, "steering_type": body.steering_type,
@@ -207,18 +208,12 @@ def send(db: Session, blobs: BlobStore, principal: Principal, body: SendBody) ->
                         business_type=edxml.BusinessType.NEW, code=code_text(code), subject=body.subject,
                         details=details, created_by=principal.ref)
     db.add(outgoing)
-    ids = _store_packets(db, blobs, outgoing, packets)
+    ids = store_packets(db, blobs, outgoing, packets)
     audit.record(db, actor=principal.ref, action="exchange.send", target=f"outgoing:{outgoing.id}",
                  organisation_id=org.id, detail={"document_id": document_id, "recipients": recipients,
                                                  "sign_request_id": req.id, "files": len(attachments)})
     delivery.deliver_after_commit(db, ids)
     return outgoing
-
-
-def _for(base: edxml.DocumentPacket, recipient: edxml.Organ) -> edxml.DocumentPacket:
-    from dataclasses import replace
-
-    return replace(base, recipients=(recipient,))
 
 
 def _refuse_resend(db: Session, organisation_id: str, document_id: str, recipients: list[str]) -> None:
@@ -240,8 +235,6 @@ def get_outgoing(db: Session, principal: Principal, outgoing_id: str) -> Outgoin
 
 
 def list_outgoing(db: Session, principal: Principal, limit: int = 100) -> list[Outgoing]:
-    from signer.authz import visible_organisations
-
     require_scope(principal, "exchange")
     visible = visible_organisations(db, principal)
     query = select(Outgoing).order_by(Outgoing.created_at.desc()).limit(limit)

@@ -24,8 +24,7 @@ from signer.supervisor import wait_for_redis
 from signer.workers import run_exchange_worker
 from tests.conftest import World
 from tests.exchange_support import cycle, register_all, running_axis, send_body, sign_for_sending, sign_in
-from tests.images import seal_png, signature_png
-from tests.signing_support import SigningWorld, make_signing_world
+from tests.signing_support import SigningWorld, add_images, make_signing_world
 from tests.support import free_port
 
 A, B = "000.00.01.H53", "000.00.02.H53"
@@ -82,12 +81,7 @@ def fast_client(fast: Services) -> Any:
 @pytest.fixture
 def sw(fast: Services, world: World, token: hsm.Hsm, fast_client: Any) -> SigningWorld:
     result = make_signing_world(fast, world, token, "ec-p256")
-    sign_in(fast_client, "office-admin", world.password)
-    for cred, kind, png in ((result.leader_credential, "signature", signature_png()),
-                            (result.seal_credential, "seal", seal_png())):
-        assert fast_client.put(f"/v1/credentials/{cred}/images/{kind}", data=png,
-                               content_type="image/png").status_code == 200
-    fast_client.delete("/v1/session")
+    add_images(fast_client, result)
     return result
 
 

@@ -20,8 +20,7 @@ from signer.services import Services
 from signer.workers import run_exchange_worker
 from tests.conftest import World
 from tests.exchange_support import cycle, register_all, running_axis, send_body, sign_for_sending, sign_in
-from tests.images import seal_png, signature_png
-from tests.signing_support import SigningWorld, make_signing_world
+from tests.signing_support import SigningWorld, add_images, make_signing_world
 
 A, B, C = "000.00.01.H53", "000.00.02.H53", "000.00.00.H53"
 
@@ -29,12 +28,7 @@ A, B, C = "000.00.01.H53", "000.00.02.H53", "000.00.00.H53"
 @pytest.fixture
 def sw(services: Services, world: World, token: hsm.Hsm, client: Any) -> SigningWorld:
     result = make_signing_world(services, world, token, "ec-p256")
-    sign_in(client, "office-admin", world.password)
-    for cred, kind, png in ((result.leader_credential, "signature", signature_png()),
-                            (result.seal_credential, "seal", seal_png())):
-        assert client.put(f"/v1/credentials/{cred}/images/{kind}", data=png,
-                          content_type="image/png").status_code == 200
-    client.delete("/v1/session")
+    add_images(client, result)
     return result
 
 

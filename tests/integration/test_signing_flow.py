@@ -20,21 +20,15 @@ from signer.services import Services
 from signer.signing.material import trust_roots
 from signer.workers import run_hsm_worker
 from tests.conftest import World
-from tests.images import seal_png, signature_png
 from tests.pdfs import decision_pdf
-from tests.signing_support import SigningWorld, approve, make_signing_world
+from tests.signing_support import SigningWorld, add_images, approve, make_signing_world
 
 
 @pytest.fixture(params=["ec-p256"])
 def sw(request: pytest.FixtureRequest, services: Services, world: World, token: hsm.Hsm,
        client: Any) -> SigningWorld:
     result = make_signing_world(services, world, token, request.param)
-    client.post("/v1/session", json={"username": "office-admin", "password": world.password})
-    for cred, kind, png in ((result.leader_credential, "signature", signature_png()),
-                            (result.seal_credential, "seal", seal_png())):
-        resp = client.put(f"/v1/credentials/{cred}/images/{kind}", data=png, content_type="image/png")
-        assert resp.status_code == 200, resp.json
-    client.delete("/v1/session")
+    add_images(client, result)
     return result
 
 

@@ -22,9 +22,8 @@ from signer.services import Services
 from signer.signing.material import trust_roots
 from signer.workers import run_hsm_worker
 from tests.conftest import World
-from tests.images import seal_png, signature_png
 from tests.pdfs import decision_pdf
-from tests.signing_support import SigningWorld, approve, make_signing_world
+from tests.signing_support import SigningWorld, add_images, approve, make_signing_world
 from tests.support import forced_reencodes
 
 # PAdES levels and profiles (PDF, CMS, DSS, timestamps): nothing here depends on the database backend.
@@ -37,12 +36,7 @@ LEVELS = ["B-B", "B-T", "B-LT", "B-LTA"]
 def sw(request: pytest.FixtureRequest, services: Services, world: World, token: hsm.Hsm,
        client: Any) -> SigningWorld:
     result = make_signing_world(services, world, token, request.param)
-    client.post("/v1/session", json={"username": "office-admin", "password": world.password})
-    for cred, kind, png in ((result.leader_credential, "signature", signature_png()),
-                            (result.seal_credential, "seal", seal_png())):
-        assert client.put(f"/v1/credentials/{cred}/images/{kind}", data=png,
-                          content_type="image/png").status_code == 200
-    client.delete("/v1/session")
+    add_images(client, result)
     return result
 
 
